@@ -1,0 +1,14 @@
+"""Azure Functions entry point (Python v2 model): it only wraps the ASGI app and
+schedules the background jobs."""
+
+import azure.functions as func
+
+from functions import jobs
+from functions.app import create_app
+
+app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+@app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False)
+async def cleanup_connections(timer: func.TimerRequest) -> None:
+    await jobs.cleanup_connections()

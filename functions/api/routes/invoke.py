@@ -1,0 +1,48 @@
+"""`ANY /api/connections/{id}/invoke/{path}`: the raw proxy route."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from functions.api.bodies import read_body
+from functions.api.deps import CurrentCaller, GatewayDep
+from functions.services.invocation import IncomingCall
+
+router = APIRouter(prefix="/api/connections", tags=["invoke"])
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _path_after_invoke(request: Request, connection_id: str) -> str:
+    """The caller's path after `/invoke`, still percent-encoded as sent.
+
+    Starlette decodes `%2F` in `path`; `raw_path` keeps it, so encoded slashes can be
+    refused instead of silently becoming separators. (The Functions host decodes the
+    path before the app sees it; docs/proxy.md explains what that means.)
+    """
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
+    text = raw.decode("latin-1").split("?", 1)[0]
+    marker = f"/api/connections/{connection_id}/invoke"
+    index = text.find(marker)
+    return text[index + len(marker):] if index >= 0 else "/"
+
+
+@router.api_route("/{connection_id}/invoke", methods=METHODS, include_in_schema=False)
+@router.api_route("/{connection_id}/invoke/{path:path}", methods=METHODS)
+async def invoke(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> StreamingResponse:
+    body = await read_body(request, gateway.settings.max_request_bytes)
+    call = IncomingCall(
+        method=request.method,
+        raw_path=_path_after_invoke(request, connection_id),
+        raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        body=body,
+    )
+    upstream = await gateway.invocations.invoke_raw(caller, connection_id, call)
+    response = StreamingResponse(upstream.body(), status_code=upstream.status)
+    # Raw header list, so repeated headers (Link, Vary, WWW-Authenticate) survive.
+    response.raw_headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in upstream.headers
+    ]
+    return response

@@ -1,0 +1,112 @@
+"""Request and response shapes, named by purpose. Unknown fields are refused."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from functions.domain.models import AuthScheme, Connection, Connector
+
+# RFC 9110 token: what a header name may contain.
+HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class AuthNone(Strict):
+    type: Literal["none"]
+
+
+class AuthBasic(Strict):
+    type: Literal["basic"]
+
+
+class AuthApiKey(Strict):
+    type: Literal["apiKey"]
+    in_: Literal["header", "query"] = Field(alias="in")
+    name: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _header_name(self) -> AuthApiKey:
+        if self.in_ == "header" and not re.match(HEADER_NAME, self.name):
+            raise ValueError("name is not a valid HTTP header name")
+        return self
+
+
+AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey, Field(discriminator="type")]
+
+
+def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey) -> AuthScheme:
+    if isinstance(auth, AuthApiKey):
+        return AuthScheme(type="apiKey", api_key_in=auth.in_, api_key_name=auth.name)
+    return AuthScheme(type=auth.type)
+
+
+class ConnectorCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    baseUrl: str = Field(min_length=1, max_length=2048)
+    auth: AuthInput = Field(default_factory=lambda: AuthNone(type="none"))
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class ConnectorPublic(BaseModel):
+    id: str
+    name: str
+    baseUrl: str
+    auth: dict[str, Any]
+    description: str | None
+    owner: str
+    createdAt: datetime | None
+    updatedAt: datetime | None
+
+    @classmethod
+    def of(cls, c: Connector) -> ConnectorPublic:
+        return cls(
+            id=c.id,
+            name=c.name,
+            baseUrl=c.base_url,
+            auth=c.auth.to_dict(),
+            description=c.description,
+            owner=c.owner_id,
+            createdAt=c.created_at,
+            updatedAt=c.updated_at,
+        )
+
+
+class ConnectionCreate(Strict):
+    displayName: str = Field(min_length=1, max_length=200)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectionPublic(BaseModel):
+    id: str
+    connectorId: str
+    displayName: str
+    status: str
+    # Which parameters hold a value; the values themselves are never returned.
+    parametersSet: list[str]
+    owner: str
+    createdAt: datetime | None
+    updatedAt: datetime | None
+
+    @classmethod
+    def of(cls, c: Connection) -> ConnectionPublic:
+        return cls(
+            id=c.id,
+            connectorId=c.connector_id,
+            displayName=c.display_name,
+            status=c.status.value,
+            parametersSet=list(c.parameters_set),
+            owner=c.owner_id,
+            createdAt=c.created_at,
+            updatedAt=c.updated_at,
+        )
+
+
+class ItemList(BaseModel):
+    value: list[Any]

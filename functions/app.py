@@ -1,0 +1,74 @@
+"""The ASGI application: the same app under uvicorn (local) and Azure Functions.
+
+`create_app()` is cheap and does no I/O, so importing `function_app.py` stays fast;
+settings are read and clients built on ASGI startup (under Functions, on the first
+invocation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uuid
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from functions import logging_redaction
+from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
+from functions.api.routes import connections, connectors, health, invoke
+from functions.settings import Settings
+
+
+class CorrelationIdMiddleware:
+    """Gives every request a correlation id (`request.state.correlation_id`) and returns
+    it in `X-Correlation-Id`. Pure ASGI, so streamed responses are not buffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = cid
+        header = (CORRELATION_HEADER.lower().encode(), cid.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
+                message["headers"] = [*headers, header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    logging_redaction.install()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from functions.container import Gateway
+
+        gateway = await Gateway.start(settings or Settings.from_env())
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="Connector Gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    for module in (health, connectors, connections, invoke):
+        app.include_router(module.router)
+    app.add_middleware(CorrelationIdMiddleware)
+    return app

@@ -1,0 +1,27 @@
+"""Background jobs, run by timer triggers in function_app.py and by the CLI.
+
+Each job builds its own Gateway container from the environment, does one batch of
+work and closes it; they share no state with the HTTP app.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from functions.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def cleanup_connections(settings: Settings | None = None) -> int:
+    """Finish connection creates and deletes interrupted by a crash (see
+    services/connections.py). Returns the number of leftovers removed."""
+    from functions.container import Gateway
+
+    gateway = await Gateway.start(settings or Settings.from_env())
+    try:
+        removed = await gateway.connections.cleanup()
+    finally:
+        await gateway.close()
+    log.info("cleanup removed %d interrupted connection(s)", removed)
+    return removed

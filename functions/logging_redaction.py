@@ -1,0 +1,71 @@
+"""Defence in depth against secrets in logs.
+
+The code never logs secret values on purpose. As a second line, every secret value the
+process holds in memory is registered here, and a log record factory replaces any
+registered value found in a record's message with `***`, whichever library logged it
+(httpx logs full URLs, which carry API keys passed in the query string). Values shorter
+than MIN_LENGTH are not registered: redacting them would mangle ordinary text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MIN_LENGTH = 6
+_MAX_VALUES = 50_000
+
+_lock = threading.Lock()
+_values: dict[str, None] = {}  # insertion-ordered set, bounded
+_installed = False
+
+
+def register_secret(value: str) -> None:
+    if len(value) < MIN_LENGTH:
+        return
+    with _lock:
+        # Encoded forms too: a key in a query string appears percent-encoded.
+        for form in {value, quote(value, safe=""), quote_plus(value)}:
+            _values[form] = None
+        while len(_values) > _MAX_VALUES:
+            _values.pop(next(iter(_values)))
+
+
+def redact(text: str) -> str:
+    if not _values:
+        return text
+    with _lock:
+        values = list(_values)
+    for value in values:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+def install() -> None:
+    """Wrap the log record factory once per process."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if _values:
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a broken format string is the logger's problem
+                return record
+            cleaned = redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    # httpx logs every request URL at INFO; keep it at WARNING in any case.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)

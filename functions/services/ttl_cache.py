@@ -1,0 +1,48 @@
+"""A small in-process cache with a time-to-live, bounded in size.
+
+Used for metadata on the invoke path: a warm invocation reads no table. The TTL is the
+documented bound on how long another instance may act on a changed or deleted record
+(GATEWAY_METADATA_CACHE_SECONDS); changes made by this instance evict at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class TtlCache(Generic[V]):
+    def __init__(
+        self, ttl_seconds: float, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._clock = clock
+        self._items: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: Hashable) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires <= self._clock():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        self._items[key] = (self._clock() + self.ttl_seconds, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def evict(self, key: Hashable) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -1,0 +1,166 @@
+"""Gateway settings, read from environment variables.
+
+The names are the same in `local.settings.sample.json` (loaded into the environment by
+the local runner, as the Functions tooling does) and in the Bicep app settings. A test
+in `tests/` cross-checks the three. Development-only settings are refused outside
+development, so a misconfigured production app fails at startup instead of running
+with a local key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from functions.errors import ConfigurationError
+
+Environment = Literal["development", "production"]
+SecretBackend = Literal["keyvault", "local"]
+
+# Every environment variable the gateway reads. Keep in step with
+# local.settings.sample.json and infra/ (a test checks both).
+SETTING_NAMES: tuple[str, ...] = (
+    "GATEWAY_ENVIRONMENT",
+    "GATEWAY_STORAGE_CONNECTION_STRING",
+    "GATEWAY_TABLE_ENDPOINT",
+    "GATEWAY_TABLE_PREFIX",
+    "GATEWAY_SECRET_STORE",
+    "GATEWAY_KEY_VAULT_URL",
+    "GATEWAY_KEY_VAULT_CA_FILE",
+    "GATEWAY_LOCAL_SECRET_KEY",
+    "GATEWAY_LOCAL_SECRETS_DIR",
+    "GATEWAY_AUTH_TENANT_IDS",
+    "GATEWAY_AUTH_AUDIENCES",
+    "GATEWAY_AUTH_JWKS_URL",
+    "GATEWAY_DEV_ISSUER_PRIVATE_KEY",
+    "GATEWAY_METADATA_CACHE_SECONDS",
+    "GATEWAY_UPSTREAM_TIMEOUT_SECONDS",
+    "GATEWAY_MAX_REQUEST_BYTES",
+    "GATEWAY_PUBLIC_BASE_URL",
+)
+
+DEFAULT_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+# Issuer of tokens minted by `python -m functions token`. The `.invalid` top-level
+# domain (RFC 2606) guarantees it can never be a real issuer.
+DEV_ISSUER_TEMPLATE = "https://dev-issuer.connector-gateway.invalid/{tenant}/v2.0"
+DEV_TENANT_ID = "00000000-0000-4000-8000-00000000d0e0"
+DEV_AUDIENCE = "api://connector-gateway-dev"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated gateway configuration. Build with `Settings.from_env()`."""
+
+    environment: Environment = "development"
+    storage_connection_string: str | None = None
+    table_endpoint: str | None = None
+    table_prefix: str = ""
+    secret_backend: SecretBackend = "local"
+    key_vault_url: str | None = None
+    key_vault_ca_file: str | None = None
+    local_secret_key: str | None = field(default=None, repr=False)
+    local_secrets_dir: str = ".localdata/secrets"
+    tenant_ids: tuple[str, ...] = (DEV_TENANT_ID,)
+    audiences: tuple[str, ...] = (DEV_AUDIENCE,)
+    jwks_url: str = DEFAULT_JWKS_URL
+    dev_issuer_private_key: str | None = field(default=None, repr=False)
+    metadata_cache_seconds: float = 15.0
+    upstream_timeout_seconds: float = 30.0
+    max_request_bytes: int = 16 * 1024 * 1024
+    public_base_url: str | None = None
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+            if value <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+            return value
+
+        environment = get("GATEWAY_ENVIRONMENT") or "production"
+        if environment not in ("development", "production"):
+            raise ConfigurationError(
+                f"GATEWAY_ENVIRONMENT must be 'development' or 'production', got {environment!r}"
+            )
+        secret_backend = get("GATEWAY_SECRET_STORE") or (
+            "local" if environment == "development" else "keyvault"
+        )
+        if secret_backend not in ("keyvault", "local"):
+            raise ConfigurationError(
+                f"GATEWAY_SECRET_STORE must be 'keyvault' or 'local', got {secret_backend!r}"
+            )
+        tenants = _split(get("GATEWAY_AUTH_TENANT_IDS") or "")
+        audiences = _split(get("GATEWAY_AUTH_AUDIENCES") or "")
+        settings = cls(
+            environment=environment,  # type: ignore[arg-type]
+            storage_connection_string=get("GATEWAY_STORAGE_CONNECTION_STRING"),
+            table_endpoint=get("GATEWAY_TABLE_ENDPOINT"),
+            table_prefix=get("GATEWAY_TABLE_PREFIX") or "",
+            secret_backend=secret_backend,  # type: ignore[arg-type]
+            key_vault_url=get("GATEWAY_KEY_VAULT_URL"),
+            key_vault_ca_file=get("GATEWAY_KEY_VAULT_CA_FILE"),
+            local_secret_key=get("GATEWAY_LOCAL_SECRET_KEY"),
+            local_secrets_dir=get("GATEWAY_LOCAL_SECRETS_DIR") or ".localdata/secrets",
+            tenant_ids=tenants or ((DEV_TENANT_ID,) if environment == "development" else ()),
+            audiences=audiences or ((DEV_AUDIENCE,) if environment == "development" else ()),
+            jwks_url=get("GATEWAY_AUTH_JWKS_URL") or DEFAULT_JWKS_URL,
+            dev_issuer_private_key=get("GATEWAY_DEV_ISSUER_PRIVATE_KEY"),
+            metadata_cache_seconds=number("GATEWAY_METADATA_CACHE_SECONDS", 15.0),
+            upstream_timeout_seconds=number("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", 30.0),
+            max_request_bytes=int(number("GATEWAY_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
+            public_base_url=get("GATEWAY_PUBLIC_BASE_URL"),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that would be insecure or cannot work."""
+        if not self.is_development:
+            if self.secret_backend == "local":
+                raise ConfigurationError(
+                    "the local secret store is for development only; "
+                    "set GATEWAY_SECRET_STORE=keyvault and GATEWAY_KEY_VAULT_URL"
+                )
+            if self.dev_issuer_private_key:
+                raise ConfigurationError(
+                    "GATEWAY_DEV_ISSUER_PRIVATE_KEY is for development only; remove it"
+                )
+            if self.storage_connection_string and "AccountKey=" in self.storage_connection_string:
+                raise ConfigurationError(
+                    "account keys are not accepted outside development; "
+                    "set GATEWAY_TABLE_ENDPOINT and use a managed identity"
+                )
+        if not (self.storage_connection_string or self.table_endpoint):
+            raise ConfigurationError(
+                "set GATEWAY_TABLE_ENDPOINT (Azure) or GATEWAY_STORAGE_CONNECTION_STRING (Azurite)"
+            )
+        if self.secret_backend == "keyvault" and not self.key_vault_url:
+            raise ConfigurationError("GATEWAY_SECRET_STORE=keyvault needs GATEWAY_KEY_VAULT_URL")
+        if self.secret_backend == "local" and not self.local_secret_key:
+            raise ConfigurationError("GATEWAY_SECRET_STORE=local needs GATEWAY_LOCAL_SECRET_KEY")
+        if not self.tenant_ids:
+            raise ConfigurationError("GATEWAY_AUTH_TENANT_IDS must name at least one tenant")
+        if not self.audiences:
+            raise ConfigurationError("GATEWAY_AUTH_AUDIENCES must name at least one audience")

@@ -1,0 +1,1 @@
+"""Storage behind small interfaces: metadata (Table Storage) and secrets (Key Vault)."""

@@ -1,0 +1,90 @@
+"""Which headers cross the gateway, in each direction.
+
+Request headers from the caller are forwarded except: hop-by-hop headers (RFC 9110
+section 7.6.1, plus any named in `Connection`), the caller's own credentials for the
+gateway (`Authorization`, `Cookie`, `Proxy-Authorization`), headers the platform or the
+gateway adds (`X-Forwarded-*`, Azure front-end headers, `X-Gateway-*`), `Host` and
+`Content-Length` (httpx sets both), and any header the connector's credential uses (a
+caller must not override or learn the credential by supplying it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Never forwarded upstream: the caller's credentials for the gateway and what the
+# hosting platform adds about the caller's connection.
+_REQUEST_DROP = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "forwarded",
+        "x-real-ip",
+        "client-ip",
+        "max-forwards",
+        "disguised-host",
+        "was-default-hostname",
+        "x-original-url",
+        "x-waws-unencoded-url",
+        "x-site-deployment-id",
+        "x-arr-log-id",
+        "x-arr-ssl",
+        "x-appservice-proto",
+        "x-client-ip",
+        "x-client-port",
+        "x-correlation-id",
+    }
+)
+_REQUEST_DROP_PREFIXES = ("x-forwarded-", "x-ms-client-principal", "x-gateway-", "x-ms-functions-")
+
+# Not returned to the caller: hop-by-hop, and cookies the upstream sets (the gateway's
+# origin is shared by every connector; an upstream cookie must not land there).
+_RESPONSE_DROP = frozenset({"set-cookie", "content-length"})
+
+
+def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:
+    listed: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            listed.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return listed
+
+
+def forwardable_request_headers(
+    headers: Iterable[tuple[str, str]], *, credential_headers: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    items = list(headers)
+    blocked = HOP_BY_HOP | _REQUEST_DROP | _connection_listed(items)
+    blocked |= {name.lower() for name in credential_headers}
+    return [
+        (name, value)
+        for name, value in items
+        if name.lower() not in blocked and not name.lower().startswith(_REQUEST_DROP_PREFIXES)
+    ]
+
+
+def returnable_response_headers(
+    headers: Iterable[tuple[str, str]], *, keep_content_length: bool = True
+) -> list[tuple[str, str]]:
+    items = list(headers)
+    blocked = HOP_BY_HOP | _RESPONSE_DROP | _connection_listed(items)
+    result = [(name, value) for name, value in items if name.lower() not in blocked]
+    if keep_content_length:
+        result += [(name, value) for name, value in items if name.lower() == "content-length"]
+    return result

@@ -1,0 +1,225 @@
+"""The raw proxy route: what is forwarded, what is injected, what never leaves."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.services.ids import new_id
+from tests.api.helpers import assert_problem, create_connection, create_connector
+from tests.conftest import GatewayUnderTest
+from tests.doubles.echo import header_values
+
+
+@pytest.fixture(scope="module")
+def api_key_conn(gateway: GatewayUnderTest, echo: Any) -> dict[str, Any]:
+    key = "hdr-key-" + new_id()
+    with gateway.client("invoker") as client:
+        connector = create_connector(client, echo.url + "/v1", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+        connection = create_connection(client, connector["id"], {"api_key": key})
+    return {"id": connection["id"], "key": key}
+
+
+def invoke_url(connection_id: str, rest: str = "") -> str:
+    return f"/api/connections/{connection_id}/invoke{rest}"
+
+
+def test_forwards_method_path_query_body_and_headers(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
+    with gateway.client("invoker") as client:
+        response = client.post(
+            invoke_url(api_key_conn["id"], "/items/a%20b/42?x=1&x=2&empty=&q=caf%C3%A9"),
+            content=b'{"hello": "world"}',
+            headers={
+                "Content-Type": "application/json",
+                "X-Custom": "kept",
+                "Cookie": "session=caller-cookie",
+                "Connection": "keep-alive, X-Hop",
+                "X-Hop": "dropped",
+                "Proxy-Authorization": "Basic abc",
+                "X-Forwarded-For": "10.0.0.1",
+                "X-API-Key": "caller-tries-to-override",
+            },
+        )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["method"] == "POST"
+    assert report["path"] == "/v1/items/a%20b/42"
+    assert report["query"] == "x=1&x=2&empty=&q=caf%C3%A9"
+    assert report["body"] == '{"hello": "world"}'
+    assert header_values(report, "x-custom") == ["kept"]
+    assert header_values(report, "content-type") == ["application/json"]
+    # The credential, exactly once, replacing the caller's attempt.
+    assert header_values(report, "x-api-key") == [api_key_conn["key"]]
+    for name in ("authorization", "cookie", "x-hop", "proxy-authorization", "x-forwarded-for"):
+        assert header_values(report, name) == [], name
+    assert header_values(report, "host") == [f"127.0.0.1:{report_port(report)}"]
+    # The gateway's caller token is nowhere in what the upstream received.
+    assert gateway.token("invoker").split(".")[2] not in response.text
+
+
+def report_port(report: dict[str, Any]) -> str:
+    return header_values(report, "host")[0].rsplit(":", 1)[1]
+
+
+def test_api_key_in_query_replaces_caller_value(gateway: GatewayUnderTest, echo: Any) -> None:
+    key = "q-key-" + new_id()
+    with gateway.client("invoker-q") as client:
+        connector = create_connector(client, echo.url, {"type": "apiKey", "in": "query", "name": "api_key"})
+        connection = create_connection(client, connector["id"], {"api_key": key})
+        report = client.get(invoke_url(connection["id"], "/search?api_key=mine&term=x")).json()
+    assert report["query"] == f"term=x&api_key={key}"
+    assert report["path"] == "/search"
+
+
+def test_basic_auth_is_injected(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("invoker-b") as client:
+        connector = create_connector(client, echo.url, {"type": "basic"})
+        connection = create_connection(client, connector["id"], {"username": "svc", "password": "s3cr3t-pw"})
+        report = client.get(invoke_url(connection["id"], "/me")).json()
+    expected = "Basic " + base64.b64encode(b"svc:s3cr3t-pw").decode()
+    assert header_values(report, "authorization") == [expected]
+
+
+def test_no_auth_connector_forwards_no_authorization(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("invoker-n") as client:
+        connector = create_connector(client, echo.url)
+        connection = create_connection(client, connector["id"])
+        report = client.get(invoke_url(connection["id"])).json()
+    assert report["path"] == "/"
+    assert header_values(report, "authorization") == []
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "/../secret",
+        "/a/../../secret",
+        "/%2e%2e/secret",
+        "/.%2E/secret",
+        "/a%2Fb",
+        "/a%2fb",
+        "/a%5Cb",
+        "//evil.example/x",
+        "/http://evil.example/x",
+        "/a//b",
+        "/%00x",
+        "/a%0Db",
+    ],
+)
+def test_paths_that_could_escape_are_refused(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str) -> None:
+    status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
+    assert status == 400, body
+    assert json.loads(body)["code"] == "invalid_path"
+
+
+@pytest.mark.parametrize("rest", ["/../../../connectors", "/%0d%0aX-Injected:%201"])
+def test_targets_that_leave_the_invoke_route_never_reach_upstream(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str) -> None:
+    status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
+    assert status in (400, 404), body
+    assert json.loads(body)["code"] in ("invalid_path", "route_not_found")
+
+
+def raw_get(gateway: GatewayUnderTest, target: str) -> tuple[int, str]:
+    """Send the request target byte for byte (httpx would normalise dot segments)."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.server.port, timeout=10)
+    try:
+        connection.putrequest("GET", target, skip_accept_encoding=True)
+        connection.putheader("Authorization", f"Bearer {gateway.token('invoker')}")
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("rest", ["/@evil.example/x", "/x?u=http://evil.example", "/evil.example:80/x"])
+def test_authority_lookalikes_stay_on_the_base_host(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], echo: Any, rest: str) -> None:
+    status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
+    assert status == 200, body
+    report = json.loads(body)
+    assert report["path"].startswith("/v1/")
+    assert header_values(report, "host") == [echo.url.removeprefix("http://")]
+
+
+def test_upstream_status_headers_and_repeated_headers(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("invoker-h") as client:
+        connector = create_connector(client, echo.url)
+        connection = create_connection(client, connector["id"])
+        response = client.get(invoke_url(connection["id"], "/headers-out"))
+        assert response.headers.get_list("link") == ["<a>; rel=next", "<b>; rel=prev"]
+        assert response.headers["x-upstream"] == "yes"
+        assert "set-cookie" not in response.headers
+        teapot = client.delete(invoke_url(connection["id"], "/status/418"))
+        assert teapot.status_code == 418 and teapot.json()["method"] == "DELETE"
+
+
+def test_streams_large_responses(gateway: GatewayUnderTest, echo: Any) -> None:
+    size = 20 * 1024 * 1024
+    with gateway.client("invoker-s") as client:
+        connector = create_connector(client, echo.url)
+        connection = create_connection(client, connector["id"])
+        received = 0
+        with client.stream("GET", invoke_url(connection["id"], f"/bytes/{size}")) as response:
+            assert response.status_code == 200
+            assert response.headers["content-length"] == str(size)
+            for chunk in response.iter_raw():
+                received += len(chunk)
+    assert received == size
+
+
+def test_request_body_limit(start_gateway: Any, echo: Any) -> None:
+    small = start_gateway(max_request_bytes=1024)
+    with small.client("invoker-l") as client:
+        connector = create_connector(client, echo.url)
+        connection = create_connection(client, connector["id"])
+        assert client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1024).status_code == 200
+        problem = assert_problem(client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1025), 413, "request_too_large")
+        assert problem["limit"] == 1024
+
+
+def test_upstream_timeout_is_504_naming_connection_and_host(start_gateway: Any, echo: Any) -> None:
+    impatient = start_gateway(upstream_timeout_seconds=0.5)
+    with impatient.client("invoker-t") as client:
+        connector = create_connector(client, echo.url)
+        connection = create_connection(client, connector["id"])
+        problem = assert_problem(client.get(invoke_url(connection["id"], "/slow/3")), 504, "upstream_timeout")
+    assert connection["id"] in problem["detail"] and "127.0.0.1" in problem["detail"]
+    assert problem["connectionId"] == connection["id"]
+    assert problem["upstreamHost"] == "127.0.0.1"
+
+
+def test_unreachable_upstream_is_502(gateway: GatewayUnderTest) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with gateway.client("invoker-u") as client:
+        for base in (f"http://127.0.0.1:{port}", "http://no-such-host.invalid"):
+            connector = create_connector(client, base)
+            connection = create_connection(client, connector["id"])
+            problem = assert_problem(client.get(invoke_url(connection["id"], "/x")), 502, "upstream_unreachable")
+            assert connection["id"] in problem["detail"]
+            assert httpx.URL(base).host in problem["detail"]
+
+
+def test_only_the_owner_may_invoke(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
+    with gateway.client("someone-else") as client:
+        assert_problem(client.get(invoke_url(api_key_conn["id"], "/x")), 404, "connection_not_found")
+    with gateway.client(user=None) as anonymous:
+        assert_problem(anonymous.get(invoke_url(api_key_conn["id"], "/x")), 401, "unauthenticated")
+
+
+def test_warm_invocations_read_no_table_and_no_vault(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
+    with gateway.client("invoker") as client:
+        client.get(invoke_url(api_key_conn["id"], "/warm-up")).raise_for_status()
+        table_reads = gateway.state.metadata.counters.reads
+        vault_reads = gateway.state.secrets.reads
+        for _ in range(20):
+            client.get(invoke_url(api_key_conn["id"], "/warm")).raise_for_status()
+    assert gateway.state.metadata.counters.reads == table_reads
+    assert gateway.state.secrets.reads == vault_reads

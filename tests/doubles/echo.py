@@ -1,0 +1,75 @@
+"""An upstream API for tests that reports exactly what it received.
+
+Any request gets a JSON answer with the method, raw path, raw query string, the header
+list as received and the body. A few paths behave differently:
+    /slow/{seconds}      waits before answering (timeouts)
+    /status/{code}       answers with that status
+    /bytes/{n}           streams n bytes of b"x" in 64 KiB chunks
+    /headers-out         answers with repeated and hop-by-hop headers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+
+async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    path = raw_path.decode("latin-1")
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
+    status = 200
+
+    if path.startswith("/slow/"):
+        await asyncio.sleep(float(path.rsplit("/", 1)[1]))
+    elif path.startswith("/status/"):
+        status = int(path.rsplit("/", 1)[1])
+    elif path.startswith("/bytes/"):
+        total = int(path.rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream"),
+                                (b"content-length", str(total).encode())]})
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < total:
+            piece = chunk[: min(len(chunk), total - sent)]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+        return
+    elif path == "/headers-out":
+        headers += [(b"link", b"<a>; rel=next"), (b"link", b"<b>; rel=prev"),
+                    (b"set-cookie", b"upstream=1"), (b"x-upstream", b"yes")]
+
+    report: dict[str, Any] = {
+        "method": scope["method"],
+        "path": path,
+        "query": scope.get("query_string", b"").decode("latin-1"),
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "body": body.decode("utf-8", errors="replace"),
+        "bodyBase64": base64.b64encode(body).decode(),
+    }
+    payload = json.dumps(report).encode()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def header_values(report: dict[str, Any], name: str) -> list[str]:
+    return [v for k, v in report["headers"] if k.lower() == name.lower()]
