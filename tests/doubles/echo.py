@@ -73,3 +73,11 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 def header_values(report: dict[str, Any], name: str) -> list[str]:
     return [v for k, v in report["headers"] if k.lower() == name.lower()]
+
+
+if __name__ == "__main__":  # `python -m tests.doubles.echo [PORT]`: the README walkthrough's upstream
+    import sys
+
+    import uvicorn
+
+    uvicorn.run(echo_app, host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 9000, log_level="warning")
