@@ -6,6 +6,7 @@ invocation) and closed on shutdown. Tests build one with their own Settings.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -15,9 +16,19 @@ from functions.services.connections import ConnectionService
 from functions.services.connectors import ConnectorService
 from functions.services.invocation import InvocationService
 from functions.settings import Settings
+from functions.stores.definitions import DefinitionStore
+from functions.upstream.resolve import ResolvingTransport, parse_overrides
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.secrets.factory import build_secret_store
 from functions.stores.tables import MetadataStore, build_table_service
+
+
+def _upstream_tls(settings: Settings) -> ssl.SSLContext:
+    """System trust store, plus the extra CA file if configured."""
+    context = ssl.create_default_context()
+    if settings.upstream_ca_file:
+        context.load_verify_locations(cafile=settings.upstream_ca_file)
+    return context
 
 
 @dataclass
@@ -36,17 +47,23 @@ class Gateway:
         timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=min(10.0, settings.upstream_timeout_seconds))
         # One pooled client for all upstream calls. trust_env=False: upstream calls
         # must not be diverted by ambient proxy variables.
-        http = httpx.AsyncClient(
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+            verify=_upstream_tls(settings), limits=limits, trust_env=False
         )
-        metadata = MetadataStore(build_table_service(settings), settings.table_prefix)
+        if settings.dev_upstream_resolve:
+            transport = ResolvingTransport(transport, parse_overrides(settings.dev_upstream_resolve))
+        http = httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
+        )
+        tables = build_table_service(settings)
+        metadata = MetadataStore(tables, settings.table_prefix)
         await metadata.ensure_tables()
+        definitions = DefinitionStore(tables, settings.table_prefix)
+        await definitions.ensure_table()
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
-        connectors = ConnectorService(metadata)
+        connectors = ConnectorService(metadata, definitions, cache_seconds=settings.metadata_cache_seconds)
         connections = ConnectionService(
             metadata, secrets, connectors, cache_seconds=settings.metadata_cache_seconds
         )

@@ -37,9 +37,15 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_DEV_ISSUER_PRIVATE_KEY",
     "GATEWAY_METADATA_CACHE_SECONDS",
     "GATEWAY_UPSTREAM_TIMEOUT_SECONDS",
+    "GATEWAY_UPSTREAM_CA_FILE",
+    "GATEWAY_DEV_UPSTREAM_RESOLVE",
     "GATEWAY_MAX_REQUEST_BYTES",
     "GATEWAY_PUBLIC_BASE_URL",
 )
+
+# Read by the command-line clients (`python -m functions connectors import`), not by the
+# gateway: where the gateway is and which token to call it with.
+CLIENT_ENVIRONMENT_NAMES: tuple[str, ...] = ("GATEWAY_URL", "GATEWAY_TOKEN")
 
 DEFAULT_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 # Issuer of tokens minted by `python -m functions token`. The `.invalid` top-level
@@ -72,6 +78,11 @@ class Settings:
     dev_issuer_private_key: str | None = field(default=None, repr=False)
     metadata_cache_seconds: float = 15.0
     upstream_timeout_seconds: float = 30.0
+    # Extra CA certificates (PEM) trusted for upstream TLS, besides the system's:
+    # in-house APIs often use a private CA.
+    upstream_ca_file: str | None = None
+    # Development only: host:port=address:port overrides for upstream calls.
+    dev_upstream_resolve: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     public_base_url: str | None = None
 
@@ -129,6 +140,8 @@ class Settings:
             dev_issuer_private_key=get("GATEWAY_DEV_ISSUER_PRIVATE_KEY"),
             metadata_cache_seconds=number("GATEWAY_METADATA_CACHE_SECONDS", 15.0),
             upstream_timeout_seconds=number("GATEWAY_UPSTREAM_TIMEOUT_SECONDS", 30.0),
+            upstream_ca_file=get("GATEWAY_UPSTREAM_CA_FILE"),
+            dev_upstream_resolve=get("GATEWAY_DEV_UPSTREAM_RESOLVE"),
             max_request_bytes=int(number("GATEWAY_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
             public_base_url=get("GATEWAY_PUBLIC_BASE_URL"),
         )
@@ -146,6 +159,10 @@ class Settings:
             if self.dev_issuer_private_key:
                 raise ConfigurationError(
                     "GATEWAY_DEV_ISSUER_PRIVATE_KEY is for development only; remove it"
+                )
+            if self.dev_upstream_resolve:
+                raise ConfigurationError(
+                    "GATEWAY_DEV_UPSTREAM_RESOLVE is for development only; remove it"
                 )
             if self.storage_connection_string and "AccountKey=" in self.storage_connection_string:
                 raise ConfigurationError(

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from functions.app import create_app
 from functions.devtools.azurite import AzuritePorts, start_azurite
@@ -39,6 +40,39 @@ def azurite() -> Iterator[AzuritePorts]:
 def echo() -> Iterator[ThreadedServer]:
     with ThreadedServer(echo_app) as server:
         yield server
+
+
+# A host a real definition fixes (JIRA: https://@connectionParameters('jirainstance').atlassian.net),
+# sent to the TLS echo through GATEWAY_DEV_UPSTREAM_RESOLVE.
+JIRA_SITE = "tenant1.atlassian.net"
+
+
+@dataclass
+class TlsEcho:
+    server: ThreadedServer
+    ca_file: str
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.server.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+
+@pytest.fixture(scope="session")
+def tls_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEcho]:
+    """The echo upstream over HTTPS, with its own CA (for https-only definitions)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", JIRA_SITE)
+    folder = tmp_path_factory.mktemp("tls-echo")
+    ca_file, cert_file, key_file = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    with ThreadedServer(echo_app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as server:
+        yield TlsEcho(server, str(ca_file))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +106,7 @@ class GatewayUnderTest:
 
 
 @pytest.fixture(scope="session")
-def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str) -> Callable[..., Settings]:
+def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str, tls_echo: TlsEcho) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         base = Settings(
             environment="development",
@@ -85,6 +119,8 @@ def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str) -> 
             audiences=(DEV_AUDIENCE,),
             dev_issuer_private_key=dev_key,
             upstream_timeout_seconds=5.0,
+            upstream_ca_file=tls_echo.ca_file,
+            dev_upstream_resolve=f"{JIRA_SITE}:443=127.0.0.1:{tls_echo.server.port}",
         )
         settings = replace(base, **overrides)
         settings.validate()

@@ -58,29 +58,51 @@ class ConnectorPublic(BaseModel):
     id: str
     name: str
     baseUrl: str
-    auth: dict[str, Any]
+    # Native connectors: the scheme. Imported ones: see definition.authOptions.
+    auth: dict[str, Any] | None
     description: str | None
+    source: str
     owner: str
     createdAt: datetime | None
     updatedAt: datetime | None
+    # Imported connectors (single-item reads): the `connectors inspect` summary.
+    definition: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, c: Connector) -> ConnectorPublic:
+    def of(cls, c: Connector, definition: dict[str, Any] | None = None) -> ConnectorPublic:
         return cls(
             id=c.id,
             name=c.name,
             baseUrl=c.base_url,
-            auth=c.auth.to_dict(),
+            auth=c.auth.to_dict() if c.source == "native" else None,
             description=c.description,
+            source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,
             updatedAt=c.updated_at,
+            definition=definition,
         )
+
+
+class ConnectorImport(Strict):
+    """JSON form of an import: the two files' contents, parsed."""
+
+    apiDefinition: dict[str, Any]
+    apiProperties: dict[str, Any] = Field(default_factory=dict)
+    script: str | None = None
+    baseUrl: str | None = Field(default=None, max_length=2048)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class OperationCall(Strict):
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    body: Any = None
 
 
 class ConnectionCreate(Strict):
     displayName: str = Field(min_length=1, max_length=200)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    parameterSet: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ConnectionPublic(BaseModel):
@@ -90,6 +112,7 @@ class ConnectionPublic(BaseModel):
     status: str
     # Which parameters hold a value; the values themselves are never returned.
     parametersSet: list[str]
+    parameterSet: str | None
     owner: str
     createdAt: datetime | None
     updatedAt: datetime | None
@@ -102,6 +125,7 @@ class ConnectionPublic(BaseModel):
             displayName=c.display_name,
             status=c.status.value,
             parametersSet=list(c.parameters_set),
+            parameterSet=c.parameter_set,
             owner=c.owner_id,
             createdAt=c.created_at,
             updatedAt=c.updated_at,

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 AuthType = Literal["none", "basic", "apiKey"]
+ConnectorSource = Literal["native", "powerplatform"]
 ApiKeyLocation = Literal["header", "query"]
 
 
@@ -67,8 +68,12 @@ class Connector:
     owner_id: str
     name: str
     base_url: str
+    # Native connectors: the scheme. Imported ones: "none" here; each connection's
+    # parameter set (in the stored definition) says how it authenticates.
     auth: AuthScheme
     description: str | None = None
+    # "powerplatform": an imported definition pair is stored (stores/definitions.py).
+    source: ConnectorSource = "native"
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
@@ -85,8 +90,12 @@ class Connection:
     secret_name: str
     # Version of the secret holding this connection's credentials; None until written.
     secret_version: str | None = None
-    # Names of the parameters that are set (values live in the secret store).
+    # Names of the parameters that are set (secret values live in the secret store).
     parameters_set: tuple[str, ...] = ()
+    # Imported connectors: the chosen parameter set, and the non-secret parameter
+    # values (hosts, regions, tenant ids), which are metadata by the definition's word.
+    parameter_set: str | None = None
+    plain_parameters: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

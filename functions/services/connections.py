@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector
+from functions.powerplatform import ConnectorDefinition, validate_connection_parameters
 from functions.errors import GatewayError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
 from functions.logging_redaction import register_secret
-from functions.services.connectors import ConnectorService
+from functions.services.connectors import ConnectorService, LoadedDefinition
 from functions.services.ids import is_valid_id, new_id
 from functions.services.ttl_cache import TtlCache
 from functions.stores.secrets.cache import CachedSecretStore
@@ -39,15 +40,30 @@ SECRET_FORMAT_VERSION = 1
 class ConnectionInput:
     display_name: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    parameter_set: str | None = None
 
 
 @dataclass(frozen=True)
 class ResolvedConnection:
-    """Everything an invocation needs, including the credential values (memory only)."""
+    """Everything an invocation needs, including the credential values (memory only).
+
+    `scheme` and `credentials` are what to inject (for imported connectors, derived
+    from the connection's parameter set); `parameters` are all the connection's values,
+    secret and plain, for policy expressions such as `@connectionParameters('host')`.
+    """
 
     connection: Connection
     connector: Connector
-    secret_parameters: dict[str, str] = field(repr=False)
+    scheme: AuthScheme
+    credentials: dict[str, str] = field(repr=False)
+    parameters: dict[str, Any] = field(repr=False)
+    definition: LoadedDefinition | None = None
+
+
+class AuthTypeNotSupportedError(GatewayError):
+    status = 501
+    code = "auth_type_not_supported"
+    title = "Authentication type not supported yet"
 
 
 def connection_not_found(connection_id: str) -> NotFoundError:
@@ -97,9 +113,31 @@ class ConnectionService:
         self._connectors = connectors
         self._resolved: TtlCache[tuple[Connection, Connector]] = TtlCache(cache_seconds)
 
+    async def _validate(self, connector: Connector, data: ConnectionInput) -> tuple[dict[str, str], dict[str, Any], str | None]:
+        """(secret values, plain values, parameter set) for a new connection."""
+        if connector.source == "native":
+            if data.parameter_set is not None:
+                message = "native connectors have no parameter sets"
+                raise ValidationFailedError(message, errors=[{"field": "parameterSet", "message": message}])
+            return validate_parameters(connector.auth, data.parameters), {}, None
+        definition = (await self._connectors.definition(connector)).parsed
+        secret, plain = validate_connection_parameters(definition, data.parameter_set, data.parameters)
+        option = definition.auth_option(data.parameter_set)
+        if option is not None and option.type in ("oauth2", "windows"):
+            raise AuthTypeNotSupportedError(
+                f"connections using {option.type} authentication are not supported yet "
+                f"(connector {connector.id}, parameter set {option.name or '(default)'})"
+            )
+        if option is not None and option.type == "basic":
+            # Both halves of a basic credential are secret, whatever the type says.
+            for name in ("username", "password"):
+                if name in plain:
+                    secret[name] = str(plain.pop(name))
+        return secret, plain, data.parameter_set
+
     async def create(self, caller: Principal, connector_id: str, data: ConnectionInput) -> Connection:
         connector = await self._connectors.get_visible(caller, connector_id)
-        values = validate_parameters(connector.auth, data.parameters)
+        values, plain, parameter_set = await self._validate(connector, data)
         connection_id = new_id()
         connection = Connection(
             id=connection_id,
@@ -109,7 +147,9 @@ class ConnectionService:
             display_name=data.display_name,
             status=ConnectionStatus.PENDING,
             secret_name=secret_name_for(connection_id),
-            parameters_set=tuple(sorted(values)),
+            parameters_set=tuple(sorted([*values, *plain])),
+            parameter_set=parameter_set,
+            plain_parameters=plain,
         )
         connection = await self._store.insert_connection(connection)
         try:
@@ -215,8 +255,32 @@ class ConnectionService:
             raise connection_not_found(connection_id)
         assert connection.secret_version is not None
         secret = await self._secrets.get_secret(connection.secret_name, connection.secret_version)
-        parameters: dict[str, str] = json.loads(secret.value)["parameters"]
-        for value in parameters.values():
+        values: dict[str, str] = json.loads(secret.value)["parameters"]
+        for value in values.values():
             # Individual values too: an API key can show up alone, e.g. in a URL.
             register_secret(value)
-        return ResolvedConnection(connection, connector, parameters)
+        if connector.source == "native":
+            return ResolvedConnection(connection, connector, connector.auth, values, dict(values))
+        loaded = await self._connectors.definition(connector)
+        scheme, credentials = _credentials_for(loaded.parsed, connection.parameter_set, values, connection.plain_parameters)
+        parameters = {**connection.plain_parameters, **values}
+        return ResolvedConnection(connection, connector, scheme, credentials, parameters, loaded)
+
+
+def _credentials_for(
+    definition: ConnectorDefinition, parameter_set: str | None, secret: dict[str, str], plain: dict[str, Any]
+) -> tuple[AuthScheme, dict[str, str]]:
+    """The injection scheme of an imported connector's parameter set, with its values."""
+    option = definition.auth_option(parameter_set)
+    values = {**{k: str(v) for k, v in plain.items()}, **secret}
+    if option is None or option.type == "none":
+        return AuthScheme("none"), {}
+    if option.type == "basic":
+        return AuthScheme("basic"), {"username": values.get("username", ""), "password": values.get("password", "")}
+    if option.type == "apiKey" and option.api_key is not None:
+        key = values.get(option.api_key.parameter, "")
+        if not key:  # an optional key left empty: send nothing rather than an empty credential
+            return AuthScheme("none"), {}
+        scheme = AuthScheme("apiKey", api_key_in=option.api_key.location, api_key_name=option.api_key.name)
+        return scheme, {"api_key": key}
+    raise AuthTypeNotSupportedError(f"{option.type} authentication is not supported yet")

@@ -1,17 +1,47 @@
-"""Connectors: create, read, update, delete. Only the owner sees or changes one for now
-(sharing arrives with the access-policy work); anything else answers 404 so ids cannot
-be probed."""
+"""Connectors: create, import, read, update, delete. Only the owner sees or changes one
+for now (sharing arrives with the access-policy work); anything else answers 404 so ids
+cannot be probed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from functions.domain.models import AuthScheme, Connector
-from functions.errors import ConflictError, NotFoundError
+from functions.errors import ConflictError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
+from functions.powerplatform import ConnectorDefinition, parse_definition
+from functions.powerplatform.routing import Router, build_router
 from functions.services.ids import is_valid_id, new_id
+from functions.services.ttl_cache import TtlCache
+from functions.stores.definitions import DefinitionStore
 from functions.stores.tables import MetadataStore
 from functions.upstream.urls import validate_base_url
+
+
+@dataclass(frozen=True)
+class ImportedDefinition:
+    """The Power Platform file pair as uploaded (parsed JSON), plus custom code if any."""
+
+    api_definition: dict[str, Any]
+    api_properties: dict[str, Any]
+    script: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "apiDefinition": self.api_definition,
+            "apiProperties": self.api_properties,
+            "script": self.script,
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> ImportedDefinition:
+        return cls(document["apiDefinition"], document["apiProperties"], document.get("script"))
+
+    def parse(self) -> ConnectorDefinition:
+        return parse_definition(
+            self.api_definition, self.api_properties, has_script=self.script is not None
+        )
 
 
 @dataclass(frozen=True)
@@ -26,9 +56,71 @@ def connector_not_found(connector_id: str) -> NotFoundError:
     return NotFoundError(f"connector {connector_id} not found", code="connector_not_found")
 
 
+@dataclass(frozen=True)
+class LoadedDefinition:
+    """A stored definition: as uploaded, parsed, and its operation router."""
+
+    imported: ImportedDefinition
+    parsed: ConnectorDefinition
+    router: Router
+
+
 class ConnectorService:
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, definitions: DefinitionStore, *, cache_seconds: float) -> None:
         self._store = store
+        self._definitions = definitions
+        # Parsed definitions, keyed by the connector row's update time: a re-import
+        # changes the row, so a stale parse is never used after this instance sees it.
+        self._parsed: TtlCache[LoadedDefinition] = TtlCache(
+            cache_seconds, max_entries=256
+        )
+
+    async def import_definition(
+        self,
+        caller: Principal,
+        imported: ImportedDefinition,
+        *,
+        base_url: str | None = None,
+        name: str | None = None,
+    ) -> tuple[Connector, ConnectorDefinition]:
+        """Store an imported Power Platform connector. Nothing is stored on any error."""
+        definition = imported.parse()
+        chosen = base_url or definition.base_url
+        if not chosen:
+            message = "the definition has no host; pass baseUrl"
+            raise ValidationFailedError(message, errors=[{"field": "baseUrl", "message": message}])
+        connector = Connector(
+            id=new_id(),
+            tenant_id=caller.tenant_id,
+            owner_id=caller.object_id,
+            name=name or definition.title or "Imported connector",
+            base_url=validate_base_url(chosen),
+            auth=AuthScheme("none"),
+            description=definition.description,
+            source="powerplatform",
+        )
+        # Definition first: a connector row never points at a missing definition.
+        await self._definitions.put(connector.tenant_id, connector.id, imported.to_document())
+        try:
+            connector = await self._store.insert_connector(connector)
+        except BaseException:
+            await self._definitions.delete(connector.tenant_id, connector.id)
+            raise
+        return connector, definition
+
+    async def definition(self, connector: Connector) -> LoadedDefinition:
+        """The stored definition of an imported connector, parsed (cached)."""
+        key = (connector.tenant_id, connector.id, connector.updated_at)
+        cached = self._parsed.get(key)
+        if cached is None:
+            document = await self._definitions.get(connector.tenant_id, connector.id)
+            if document is None:
+                raise connector_not_found(connector.id)
+            imported = ImportedDefinition.from_document(document)
+            parsed = imported.parse()
+            cached = LoadedDefinition(imported, parsed, build_router(parsed))
+            self._parsed.put(key, cached)
+        return cached
 
     async def create(self, caller: Principal, data: ConnectorInput) -> Connector:
         connector = Connector(
@@ -56,6 +148,12 @@ class ConnectorService:
     async def replace(self, caller: Principal, connector_id: str, data: ConnectorInput) -> Connector:
         connector = await self.get_visible(caller, connector_id)
         base_url = validate_base_url(data.base_url)
+        if connector.source != "native":
+            raise ConflictError(
+                f"connector {connector.id} was imported from a Power Platform definition; "
+                "import the changed definition as a new connector instead",
+                code="connector_is_imported",
+            )
         if data.auth != connector.auth:
             # Existing connections hold credentials for the old scheme; changing it
             # under them would send the wrong credential or none.
@@ -81,3 +179,5 @@ class ConnectorService:
                 code="connector_in_use",
             )
         await self._store.delete_connector(caller.tenant_id, connector.id)
+        if connector.source == "powerplatform":
+            await self._definitions.delete(caller.tenant_id, connector.id)

@@ -1,27 +1,43 @@
 """Invoking an upstream API through a connection.
 
 The service receives the caller's request as plain data, builds the upstream request
-(path checked against the base URL, headers filtered, credential injected), sends it
-with the shared httpx client and hands back a streaming response. Transport failures
-become `upstream_timeout` (504) or `upstream_unreachable` (502), naming the connection
-and the upstream host, never the credential.
+(path checked against the base URL, headers filtered), runs the connector's policy
+templates when it was imported from a Power Platform definition, injects the
+credential, sends it with the shared httpx client and hands back the response
+(streamed, unless a response policy has to rewrite it). Transport failures become
+`upstream_timeout` (504) or `upstream_unreachable` (502), naming the connection and
+the upstream host, never the credential.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 
-from functions.errors import UpstreamError, UpstreamTimeoutError
+from functions.errors import (
+    BadRequestError,
+    NotFoundError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    ValidationFailedError,
+)
 from functions.identity.principal import Principal
+from functions.powerplatform import (
+    ConnectorDefinition,
+    apply_request_policies,
+    apply_response_policies,
+    ensure_operation_supported,
+    prepare_operation,
+)
 from functions.services.connections import ConnectionService, ResolvedConnection
 from functions.upstream.credentials import auth_for, credential_header_names
 from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
 from functions.upstream.request import OutgoingRequest
-from functions.upstream.urls import build_upstream_url, encode_relative_path
+from functions.upstream.urls import build_upstream_url, encode_relative_path, validate_base_url
 
 
 @dataclass(frozen=True)
@@ -37,11 +53,18 @@ class IncomingCall:
 
 @dataclass
 class UpstreamResponse:
+    """The upstream's answer: streamed from `_response`, or rewritten into `content`."""
+
     status: int
     headers: list[tuple[str, str]]
     _response: httpx.Response
+    content: bytes | None = field(default=None, repr=False)
+    operation_id: str | None = None
 
     async def body(self) -> AsyncIterator[bytes]:
+        if self.content is not None:
+            yield self.content
+            return
         # Raw bytes: compressed bodies pass through as the upstream sent them, with
         # their Content-Encoding header.
         try:
@@ -54,54 +77,148 @@ class UpstreamResponse:
         await self._response.aclose()
 
 
+def _has_response_policies(definition: ConnectorDefinition, operation_id: str | None) -> bool:
+    return any(
+        policy.supported and policy.section != "request" and policy.applies_to(operation_id)
+        for policy in definition.policies
+    )
+
+
 class InvocationService:
     def __init__(self, connections: ConnectionService, http: httpx.AsyncClient) -> None:
         self._connections = connections
         self._http = http
 
     async def invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
+        """Forward a caller's request below the connector's base URL.
+
+        For imported connectors the request is matched to an operation by method and
+        path (as API Management does), so operation-scoped policies apply too.
+        """
         resolved = await self._connections.resolve_for_invoke(caller, connection_id)
-        scheme = resolved.connector.auth
         request = OutgoingRequest(
             method=call.method,
             base_url=resolved.connector.base_url,
             path=encode_relative_path(call.raw_path),
             query=parse_qsl(call.raw_query, keep_blank_values=True),
             headers=forwardable_request_headers(
-                call.headers, credential_headers=credential_header_names(scheme)
+                call.headers, credential_headers=credential_header_names(resolved.scheme)
             ),
             body=call.body or None,
         )
-        return await self.send(resolved, request)
+        operation_id: str | None = None
+        path_parameters: dict[str, str] = {}
+        if resolved.definition is not None:
+            match = resolved.definition.router.match(call.method, request.path or "/")
+            if match is not None:
+                operation_id = match[0].operation_id
+                path_parameters = match[1]
+        return await self._run(resolved, request, operation_id, path_parameters)
+
+    async def invoke_operation(
+        self,
+        caller: Principal,
+        connection_id: str,
+        operation_id: str,
+        parameters: dict[str, Any],
+        body: Any,
+    ) -> UpstreamResponse:
+        """Call an imported connector's operation by its operationId."""
+        resolved = await self._connections.resolve_for_invoke(caller, connection_id)
+        if resolved.definition is None:
+            raise NotFoundError(
+                f"connection {connection_id} uses a native connector, which has no operations; "
+                "call invoke/{path} instead",
+                code="operation_not_found",
+            )
+        definition = resolved.definition.parsed
+        ensure_operation_supported(definition, operation_id)
+        prepared = prepare_operation(
+            definition, operation_id, resolved.connector.base_url, parameters, body
+        )
+        return await self._run(resolved, prepared.request, operation_id, dict(prepared.path_parameters))
+
+    async def _run(
+        self,
+        resolved: ResolvedConnection,
+        request: OutgoingRequest,
+        operation_id: str | None,
+        path_parameters: dict[str, str],
+    ) -> UpstreamResponse:
+        definition = resolved.definition.parsed if resolved.definition is not None else None
+        if definition is not None:
+            ensure_operation_supported(definition, operation_id)
+            request = apply_request_policies(
+                definition, operation_id, request, resolved.parameters, path_parameters=path_parameters
+            )
+            if request.base_url != resolved.connector.base_url:
+                request.base_url = _policy_base_url(request.base_url)
+        response = await self.send(resolved, request)
+        response.operation_id = operation_id
+        if definition is None or not _has_response_policies(definition, operation_id):
+            return response
+        try:
+            raw = await response._response.aread()
+        finally:
+            await response.aclose()
+        headers, content = apply_response_policies(
+            definition,
+            operation_id,
+            response.status,
+            list(response._response.headers.multi_items()),
+            raw,
+            connection_parameters=resolved.parameters,
+            request=request,
+        )
+        # aread() decoded any Content-Encoding; the rewritten body is plain.
+        cleaned = [
+            (name, value)
+            for name, value in returnable_response_headers(headers, keep_content_length=False)
+            if name.lower() != "content-encoding"
+        ]
+        return UpstreamResponse(response.status, cleaned, response._response, content, operation_id)
 
     async def send(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
         url = build_upstream_url(request.base_url, request.path, request.query)
-        auth = auth_for(resolved.connector.auth, resolved.secret_parameters)
+        auth = auth_for(resolved.scheme, resolved.credentials)
         upstream = self._http.build_request(
             request.method, url, headers=request.headers, content=request.body
         )
+        detail = {"connectionId": resolved.connection.id, "upstreamHost": url.host}
         try:
             response = await self._http.send(upstream, auth=auth, stream=True, follow_redirects=False)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
                 f"connection {resolved.connection.id}: upstream {url.host} did not answer in time",
-                extra={"connectionId": resolved.connection.id, "upstreamHost": url.host},
+                extra=detail,
             ) from exc
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise UpstreamError(
                 f"connection {resolved.connection.id}: upstream {url.host} is unreachable "
                 f"({type(exc).__name__})",
                 code="upstream_unreachable",
-                extra={"connectionId": resolved.connection.id, "upstreamHost": url.host},
+                extra=detail,
             ) from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(
                 f"connection {resolved.connection.id}: request to upstream {url.host} failed "
                 f"({type(exc).__name__})",
-                extra={"connectionId": resolved.connection.id, "upstreamHost": url.host},
+                extra=detail,
             ) from exc
         return UpstreamResponse(
             status=response.status_code,
             headers=returnable_response_headers(response.headers.multi_items()),
             _response=response,
         )
+
+
+def _policy_base_url(value: str) -> str:
+    """A base URL produced by a policy (e.g. `dynamichosturl` from connection
+    parameters) gets the same checks as one a maker typed."""
+    try:
+        return validate_base_url(value, field="dynamichosturl")
+    except ValidationFailedError as exc:
+        raise BadRequestError(
+            f"the connector's host policy produced an unusable URL: {exc.detail}",
+            code="policy_evaluation_failed",
+        ) from None

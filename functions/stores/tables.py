@@ -75,6 +75,7 @@ def _connector_to_entity(c: Connector) -> dict[str, Any]:
         "BaseUrl": c.base_url,
         "Auth": json.dumps(c.auth.to_dict()),
         "Description": c.description or "",
+        "Source": c.source,
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -89,6 +90,7 @@ def _connector_from_entity(e: Any) -> Connector:
         base_url=e["BaseUrl"],
         auth=AuthScheme.from_dict(json.loads(e["Auth"])),
         description=e.get("Description") or None,
+        source=e.get("Source") or "native",
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),
@@ -106,6 +108,8 @@ def _connection_to_entity(c: Connection) -> dict[str, Any]:
         "SecretName": c.secret_name,
         "SecretVersion": c.secret_version or "",
         "ParametersSet": json.dumps(list(c.parameters_set)),
+        "ParameterSet": c.parameter_set or "",
+        "PlainParameters": json.dumps(c.plain_parameters),
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -122,6 +126,8 @@ def _connection_from_entity(e: Any) -> Connection:
         secret_name=e["SecretName"],
         secret_version=e.get("SecretVersion") or None,
         parameters_set=tuple(json.loads(e.get("ParametersSet") or "[]")),
+        parameter_set=e.get("ParameterSet") or None,
+        plain_parameters=json.loads(e.get("PlainParameters") or "{}"),
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),

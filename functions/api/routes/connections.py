@@ -16,7 +16,9 @@ async def create_connection(
 ) -> ConnectionPublic:
     body = await json_body(request, ConnectionCreate)
     connection = await gateway.connections.create(
-        caller, connector_id, ConnectionInput(display_name=body.displayName, parameters=body.parameters)
+        caller, connector_id, ConnectionInput(
+            display_name=body.displayName, parameters=body.parameters, parameter_set=body.parameterSet
+        )
     )
     return ConnectionPublic.of(connection)
 

@@ -2,10 +2,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from functions.api.bodies import json_body
+from typing import Any
+
+from starlette.datastructures import UploadFile
+
+from functions.api.bodies import json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
-from functions.api.schemas import ConnectorCreate, ConnectorPublic, ItemList, auth_scheme
-from functions.services.connectors import ConnectorInput
+from functions.api.schemas import ConnectorCreate, ConnectorImport, ConnectorPublic, ItemList, auth_scheme
+from functions.errors import UnsupportedMediaTypeError, ValidationFailedError
+from functions.powerplatform import API_DEFINITION_FILE, API_PROPERTIES_FILE, inspect_dict, parse_json_document
+from functions.services.connectors import ConnectorInput, ImportedDefinition
+
+# Imported definitions are documents of a few MiB at most.
+MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 
@@ -23,6 +32,53 @@ async def create_connector(request: Request, caller: CurrentCaller, gateway: Gat
     return ConnectorPublic.of(connector)
 
 
+@router.post("/import", status_code=201, response_model=ConnectorPublic)
+async def import_connector(request: Request, caller: CurrentCaller, gateway: GatewayDep) -> ConnectorPublic:
+    """Import a Power Platform definition pair, unchanged: multipart files
+    `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        body = await _multipart_import(request)
+    else:
+        body = await json_body(request, ConnectorImport, limit=MAX_IMPORT_BYTES)
+    imported = ImportedDefinition(body.apiDefinition, body.apiProperties, body.script)
+    connector, definition = await gateway.connectors.import_definition(
+        caller, imported, base_url=body.baseUrl, name=body.name
+    )
+    return ConnectorPublic.of(connector, inspect_dict(definition))
+
+
+async def _multipart_import(request: Request) -> ConnectorImport:
+    raw = await read_body(request, MAX_IMPORT_BYTES)
+    request._body = raw  # the form parser reads the body we already bounded
+    form = await request.form(max_files=3, max_fields=10, max_part_size=MAX_IMPORT_BYTES)
+    data: dict[str, Any] = {}
+    files = {"apiDefinition": API_DEFINITION_FILE, "apiProperties": API_PROPERTIES_FILE}
+    for field, file_name in files.items():
+        part = form.get(field)
+        if part is None:
+            continue
+        content = await part.read() if isinstance(part, UploadFile) else part.encode("utf-8")
+        # Errors name the file as makers know it, with line and column.
+        data[field] = parse_json_document(file_name, content)
+    if "apiDefinition" not in data:
+        message = f"the {API_DEFINITION_FILE} file is required (form field apiDefinition)"
+        raise ValidationFailedError(message, errors=[{"field": "apiDefinition", "message": "required"}])
+    script = form.get("script")
+    if script is not None:
+        content = await script.read() if isinstance(script, UploadFile) else script.encode("utf-8")
+        data["script"] = content.decode("utf-8", errors="replace")
+    for field in ("baseUrl", "name"):
+        value = form.get(field)
+        if isinstance(value, str) and value:
+            data[field] = value
+    unknown = set(form.keys()) - {*files, "script", "baseUrl", "name"}
+    if unknown:
+        errors = [{"field": name, "message": "unknown field"} for name in sorted(unknown)]
+        raise ValidationFailedError("unknown form fields: " + ", ".join(sorted(unknown)), errors=errors)
+    return validate_model(ConnectorImport, data)
+
+
 @router.get("", response_model=ItemList)
 async def list_connectors(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     items = await gateway.connectors.list_visible(caller)
@@ -31,7 +87,11 @@ async def list_connectors(caller: CurrentCaller, gateway: GatewayDep) -> ItemLis
 
 @router.get("/{connector_id}", response_model=ConnectorPublic)
 async def get_connector(connector_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectorPublic:
-    return ConnectorPublic.of(await gateway.connectors.get_visible(caller, connector_id))
+    connector = await gateway.connectors.get_visible(caller, connector_id)
+    summary = None
+    if connector.source == "powerplatform":
+        summary = inspect_dict((await gateway.connectors.definition(connector)).parsed)
+    return ConnectorPublic.of(connector, summary)
 
 
 @router.put("/{connector_id}", response_model=ConnectorPublic)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from functions.api.bodies import read_body
+from functions.api.bodies import json_body, read_body
 from functions.api.deps import CurrentCaller, GatewayDep
-from functions.services.invocation import IncomingCall
+from functions.api.schemas import OperationCall
+from functions.services.invocation import IncomingCall, UpstreamResponse
 
 router = APIRouter(prefix="/api/connections", tags=["invoke"])
 
@@ -40,6 +41,22 @@ async def invoke(connection_id: str, request: Request, caller: CurrentCaller, ga
         body=body,
     )
     upstream = await gateway.invocations.invoke_raw(caller, connection_id, call)
+    return _relay(upstream)
+
+
+@router.post("/{connection_id}/operations/{operation_id}")
+async def invoke_operation(
+    connection_id: str, operation_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> StreamingResponse:
+    """Call an imported connector's operation: {"parameters": {...}, "body": ...}."""
+    call = await json_body(request, OperationCall, limit=gateway.settings.max_request_bytes)
+    upstream = await gateway.invocations.invoke_operation(
+        caller, connection_id, operation_id, call.parameters, call.body
+    )
+    return _relay(upstream)
+
+
+def _relay(upstream: UpstreamResponse) -> StreamingResponse:
     response = StreamingResponse(upstream.body(), status_code=upstream.status)
     # Raw header list, so repeated headers (Link, Vary, WWW-Authenticate) survive.
     response.raw_headers = [
