@@ -1,0 +1,16 @@
+// The function app's user-assigned managed identity: the only credential it has.
+// Roles are granted in rbac.bicep; AZURE_CLIENT_ID selects it for DefaultAzureCredential.
+param name string
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
