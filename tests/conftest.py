@@ -25,7 +25,7 @@ from functions.settings import DEV_AUDIENCE, DEV_TENANT_ID, Settings
 from tests.doubles.echo import echo_app
 from tests.servers import ThreadedServer
 
-pytest_plugins = ["tests.fixtures.keyvault"]
+pytest_plugins = ["tests.fixtures.keyvault", "tests.fixtures.oidc"]
 
 
 @pytest.fixture(scope="session")

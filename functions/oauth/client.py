@@ -1,0 +1,425 @@
+"""Talking to a provider's token endpoint: code exchange, refresh, client credentials.
+
+* `http` providers: RFC 6749 §4.1.3 (code, with the PKCE `code_verifier` of RFC 7636
+  §4.5), §6 (refresh) and §4.4 (client credentials) over an `httpx.AsyncClient` the caller
+  owns. Client authentication in the body or HTTP Basic (§2.3.1); responses in JSON
+  (§5.1) or form-encoded (GitHub's default), whichever the Content-Type says.
+* `msal` providers (Microsoft Entra ID, Microsoft account, or msal against a generic OIDC
+  authority): `msal.ConfidentialClientApplication`, imported lazily (cold start) and run
+  in a worker thread (msal is synchronous). Applications are cached per authority and
+  client because constructing one fetches the authority's metadata; their token cache is
+  disabled because tokens belong in the secret store, not in process memory.
+
+Errors (RFC 6749 §5.2): `invalid_grant` (or a provider's alias for it) raises
+`InvalidGrantError`; 5xx, 429, timeouts, network errors and `temporarily_unavailable`
+raise `TransientProviderError` (with Retry-After when given); anything else
+`ProviderError`. Messages never contain tokens, codes, verifiers or secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import httpx
+import jwt
+
+from functions.oauth.catalog import ResolvedProvider
+from functions.oauth.errors import InvalidGrantError, ProviderError, TransientProviderError
+from functions.oauth.tokens import GrantKind, OAuthClient, TokenSet
+
+_TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
+# Scopes msal adds itself and refuses to be given.
+_MSAL_RESERVED = {"openid", "profile", "offline_access"}
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (RFC 9110 §10.2.3): delay or HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _error(
+    provider: ResolvedProvider, body: Mapping[str, Any], status: int | None
+) -> ProviderError:
+    code = str(body.get("error") or "unknown_error")
+    description = body.get("error_description")
+    description = str(description) if description is not None else None
+    detail = f"{provider.spec.display_name} token endpoint: {code}"
+    if code == "invalid_grant" or code in provider.spec.invalid_grant_errors:
+        return InvalidGrantError(detail, error=code, description=description, status_code=status)
+    if code in _TRANSIENT_ERRORS:
+        return TransientProviderError(
+            detail, error=code, description=description, status_code=status
+        )
+    return ProviderError(detail, error=code, description=description, status_code=status)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_id_token(
+    id_token: str, provider: ResolvedProvider, client_id: str, nonce: str | None
+) -> dict[str, Any]:
+    """The ID token's claims after the checks of OpenID Connect Core §3.1.3.7.
+
+    The signature is not verified: the token came straight from the token endpoint over
+    TLS, which §3.1.3.7 (6) accepts in place of signature validation. `iss`, `aud`,
+    `exp` and (for a code exchange) `nonce` are checked.
+    """
+    try:
+        claims: dict[str, Any] = jwt.decode(id_token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise ProviderError("the provider returned a malformed ID token") from exc
+    if provider.issuer and str(claims.get("iss", "")).rstrip("/") != provider.issuer.rstrip("/"):
+        raise ProviderError("the ID token was issued by an unexpected issuer")
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if client_id not in audiences:
+        raise ProviderError("the ID token is not meant for this client")
+    exp = _number(claims.get("exp"))
+    if exp is not None and datetime.fromtimestamp(exp, UTC) + _CLOCK_SKEW < datetime.now(UTC):
+        raise ProviderError("the ID token has expired")
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise ProviderError("the ID token's nonce does not match the authorization request")
+    return claims
+
+
+def token_set_from_response(
+    provider: ResolvedProvider,
+    body: Mapping[str, Any],
+    *,
+    client_id: str,
+    grant: GrantKind,
+    nonce: str | None = None,
+    now: datetime | None = None,
+) -> TokenSet:
+    """Build a `TokenSet` from a successful token response (RFC 6749 §5.1)."""
+    now = now or datetime.now(UTC)
+    spec = provider.spec
+    source: Mapping[str, Any] = body
+    if spec.token_path and isinstance(body.get(spec.token_path), Mapping):
+        source = body[spec.token_path]
+    access_token = source.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise ProviderError(f"{spec.display_name} token response has no access_token")
+    expires_in = _number(source.get("expires_in"))
+    if expires_in is None and spec.default_lifetime_seconds:
+        expires_in = float(spec.default_lifetime_seconds)
+    refresh_expires_in = _number(source.get("refresh_token_expires_in"))
+    claims = (
+        source.get("id_token_claims") if isinstance(source.get("id_token_claims"), dict) else None
+    )
+    id_token = source.get("id_token")
+    if claims is None and isinstance(id_token, str) and id_token and spec.is_oidc:
+        claims = check_id_token(id_token, provider, client_id, nonce)
+    refresh_token = source.get("refresh_token")
+    scope = source.get("scope")
+    return TokenSet(
+        access_token=access_token,
+        token_type=str(source.get("token_type") or "Bearer"),
+        expires_at=None if expires_in is None else now + timedelta(seconds=expires_in),
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        refresh_token_expires_at=(
+            None if refresh_expires_in is None else now + timedelta(seconds=refresh_expires_in)
+        ),
+        scope=" ".join(scope) if isinstance(scope, list) else (str(scope) if scope else None),
+        id_token_claims=claims,
+        obtained_at=now,
+        grant=grant,
+    )
+
+
+def _scope_value(provider: ResolvedProvider, scopes: tuple[str, ...]) -> str:
+    return provider.spec.scope_separator.join(scopes)
+
+
+class TokenEndpointClient:
+    """Code exchange, refresh and client credentials for any catalog provider.
+
+    `http` is owned by the caller (connection pooling, TLS settings, timeouts).
+    `msal_http_client` builds the `requests.Session` msal uses (tests pass one trusting
+    their CA; the default is msal's own).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        msal_http_client: Callable[[], Any] | None = None,
+        timeout: float = 15.0,
+    ) -> None:
+        self.http = http
+        self.timeout = timeout
+        self._msal_http_client = msal_http_client
+        self._msal_apps: dict[tuple[str, str, str], Any] = {}
+        self._msal_lock = threading.Lock()
+        self.requests = 0  # token endpoint calls made (for budgets and tests)
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def exchange_code(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        *,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None,
+        nonce: str | None = None,
+    ) -> TokenSet:
+        """Redeem an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5)."""
+        scopes = self.requested_scopes(provider, client)
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            data = {"code_verifier": code_verifier} if code_verifier else {}
+            body = await self._msal(
+                provider,
+                client,
+                lambda app: app.acquire_token_by_authorization_code(
+                    code, _msal_scopes(scopes), redirect_uri=redirect_uri, nonce=nonce, data=data
+                ),
+            )
+            return token_set_from_response(
+                provider, body, client_id=client.client_id, grant="authorization_code", nonce=nonce
+            )
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier:
+            form["code_verifier"] = code_verifier
+        body = dict(await self._post(provider, provider.token_url, client, form))
+        return token_set_from_response(
+            provider, body, client_id=client.client_id, grant="authorization_code", nonce=nonce
+        )
+
+    async def refresh(
+        self, provider: ResolvedProvider, client: OAuthClient, current: TokenSet
+    ) -> TokenSet:
+        """Renew `current` (RFC 6749 §6, or §4.4 again for client credentials).
+
+        A response without a refresh token keeps the current one (§6: the server MAY
+        issue a new one); a rotated one replaces it.
+        """
+        if current.grant == "client_credentials":
+            return await self.client_credentials(provider, client)
+        if not current.refresh_token:
+            raise InvalidGrantError("the connection has no refresh token", error="invalid_grant")
+        scopes = self.requested_scopes(provider, client)
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            refresh_token = current.refresh_token
+            body = await self._msal(
+                provider,
+                client,
+                lambda app: app.acquire_token_by_refresh_token(refresh_token, _msal_scopes(scopes)),
+            )
+        else:
+            form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
+            body = dict(await self._post(provider, provider.refresh_url, client, form))
+        fresh = token_set_from_response(
+            provider, body, client_id=client.client_id, grant="authorization_code"
+        )
+        return fresh.merged_with_previous(current)
+
+    async def client_credentials(
+        self, provider: ResolvedProvider, client: OAuthClient, scopes: tuple[str, ...] | None = None
+    ) -> TokenSet:
+        """A token for the client itself, no user (RFC 6749 §4.4)."""
+        if not provider.spec.client_credentials:
+            raise ProviderError(
+                f"{provider.spec.display_name} does not offer the client-credentials grant"
+            )
+        scopes = tuple(scopes if scopes is not None else client.scopes)
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            body = await self._msal(
+                provider, client, lambda app: app.acquire_token_for_client(list(scopes))
+            )
+        else:
+            form = {"grant_type": "client_credentials"}
+            if scopes:
+                form["scope"] = _scope_value(provider, scopes)
+            body = dict(await self._post(provider, provider.token_url, client, form))
+        return token_set_from_response(
+            provider, body, client_id=client.client_id, grant="client_credentials"
+        )
+
+    @staticmethod
+    def requested_scopes(provider: ResolvedProvider, client: OAuthClient) -> tuple[str, ...]:
+        """Catalog default scopes plus the connector's, in order, without duplicates."""
+        scopes = list(provider.spec.default_scopes)
+        if provider.spec.is_oidc and "openid" not in scopes:
+            scopes.insert(0, "openid")
+        scopes += [s for s in client.scopes if s not in scopes]
+        return tuple(scopes)
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _post(
+        self, provider: ResolvedProvider, url: str, client: OAuthClient, form: dict[str, str]
+    ) -> Mapping[str, Any]:
+        spec = provider.spec
+        data = {**spec.token_params, **form}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if spec.token_response != "form":  # noqa: S105 - a setting's name, not a secret
+            # GitHub-style servers answer form-encoded unless asked for JSON; we only ask
+            # when the catalog says the provider speaks JSON.
+            headers["Accept"] = "application/json"
+        extra: dict[str, Any] = {}
+        if spec.client_auth == "basic" and client.client_secret is not None:
+            # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+            extra["auth"] = httpx.BasicAuth(
+                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+            )
+        else:
+            data["client_id"] = client.client_id
+            if client.client_secret is not None:
+                data["client_secret"] = client.client_secret
+        self.requests += 1
+        try:
+            response = await self.http.post(
+                url, data=data, headers=headers, timeout=self.timeout, **extra
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientProviderError(f"{spec.display_name} token endpoint timed out") from exc
+        except httpx.HTTPError as exc:
+            raise TransientProviderError(f"{spec.display_name} token endpoint unreachable") from exc
+        body = self._parse(provider, response)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            error = body.get("error") if body else None
+            raise TransientProviderError(
+                f"{spec.display_name} token endpoint answered {status}",
+                retry_after=_retry_after(response.headers.get("retry-after")),
+                error=str(error) if error else None,
+                status_code=status,
+            )
+        if body is None:
+            raise ProviderError(
+                f"{spec.display_name} token endpoint answered {status} with an unreadable body",
+                status_code=status,
+            )
+        # Some providers (GitHub, Slack) report errors with 200: the body decides.
+        if body.get("error") or body.get("ok") is False or status >= 400:
+            err = _error(provider, body, status)
+            if isinstance(err, TransientProviderError):
+                err.retry_after = _retry_after(response.headers.get("retry-after"))
+            raise err
+        return body
+
+    @staticmethod
+    def _parse(provider: ResolvedProvider, response: httpx.Response) -> dict[str, Any] | None:
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        text = response.text
+        as_form = content_type == "application/x-www-form-urlencoded" or (
+            provider.spec.token_response == "form" and not content_type.endswith("json")  # noqa: S105 - a setting's name, not a secret
+        )
+        if as_form:
+            return dict(parse_qsl(text, keep_blank_values=False))
+        try:
+            value = response.json()
+        except ValueError:
+            if provider.spec.token_response == "auto" and "=" in text and "{" not in text:  # noqa: S105 - a setting's name, not a secret
+                return dict(parse_qsl(text))
+            return None
+        return value if isinstance(value, dict) else None
+
+    # -- msal --------------------------------------------------------------------------------
+
+    async def _msal(
+        self, provider: ResolvedProvider, client: OAuthClient, call: Callable[[Any], dict[str, Any]]
+    ) -> dict[str, Any]:
+        self.requests += 1
+
+        def run() -> dict[str, Any]:
+            import requests  # msal's own dependency; only needed on this path
+
+            try:
+                app = self._msal_app(provider, client)
+                result = call(app)
+            except requests.RequestException as exc:
+                raise TransientProviderError(
+                    f"{provider.spec.display_name} is unreachable ({type(exc).__name__})"
+                ) from exc
+            except ValueError as exc:
+                # msal raises ValueError for a bad authority or an ID token nonce mismatch.
+                raise ProviderError(f"{provider.spec.display_name}: {exc}") from exc
+            return dict(result or {})
+
+        body = await asyncio.to_thread(run)
+        if "error" in body:
+            raise _error(provider, body, None)
+        return body
+
+    def _msal_app(self, provider: ResolvedProvider, client: OAuthClient) -> Any:
+        import msal  # lazy: importing msal costs cold-start time on every other path
+
+        # We use acquire_token_by_authorization_code (our own state, PKCE and nonce, kept
+        # in our state store) rather than msal's auth-code-flow dict; msal flags it as
+        # deprecated in favour of a flow we cannot use across processes.
+        warnings.filterwarnings(
+            "ignore", message=".*acquire_token_by_auth_code_flow", category=DeprecationWarning
+        )
+
+        authority = provider.msal_oidc_authority or provider.msal_authority or ""
+        secret_id = hashlib.sha256((client.client_secret or "").encode()).hexdigest()
+        key = (authority, client.client_id, secret_id)
+        with self._msal_lock:
+            app = self._msal_apps.get(key)
+            if app is not None:
+                return app
+        kwargs: dict[str, Any] = {
+            "client_credential": client.client_secret,
+            "token_cache": _NoTokenCache(msal),
+        }
+        if self._msal_http_client is not None:
+            kwargs["http_client"] = self._msal_http_client()
+        if provider.msal_oidc_authority:
+            kwargs["oidc_authority"] = provider.msal_oidc_authority
+            # Generic OIDC servers need not know `profile`; msal adds it unless excluded.
+            kwargs["exclude_scopes"] = ["profile"]
+        else:
+            kwargs["authority"] = provider.msal_authority
+        app = msal.ConfidentialClientApplication(client.client_id, **kwargs)
+        with self._msal_lock:
+            return self._msal_apps.setdefault(key, app)
+
+
+def _msal_scopes(scopes: tuple[str, ...]) -> list[str]:
+    return [s for s in scopes if s not in _MSAL_RESERVED]
+
+
+def _NoTokenCache(msal: Any) -> Any:  # noqa: N802 - a class factory (msal is imported lazily)
+    """An msal token cache that stores nothing: the secret store is the only token store."""
+
+    class NoTokenCache(msal.TokenCache):  # type: ignore[misc]
+        def add(self, event: dict[str, Any], now: float | None = None) -> None:
+            return None
+
+    return NoTokenCache()
+
+
+__all__ = [
+    "TokenEndpointClient",
+    "check_id_token",
+    "token_set_from_response",
+]

@@ -1,0 +1,122 @@
+"""`TokenSet`: what a connection holds after consent, and its secret payload format.
+
+The connection's secret is one JSON document, `{"format": 1, "parameters": {...},
+"oauth": {...}}`: connection parameters and OAuth tokens live side by side, and every
+change (consent, refresh) writes a new secret version holding both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+SECRET_FORMAT = 1
+GrantKind = Literal["authorization_code", "client_credentials"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """Tokens from one token response (RFC 6749 §5.1), with absolute expiry times.
+
+    `grant` says how to renew: with the refresh token (`authorization_code`) or by running
+    the client-credentials grant again (`client_credentials`).
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - a setting's name, not a secret
+    expires_at: datetime | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    refresh_token_expires_at: datetime | None = None
+    scope: str | None = None
+    id_token_claims: dict[str, Any] | None = None
+    obtained_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    grant: GrantKind = "authorization_code"
+
+    def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
+        """True when the access token expires within `seconds` (never, without expiry)."""
+        if self.expires_at is None:
+            return False
+        now = now or datetime.now(UTC)
+        return self.expires_at - timedelta(seconds=seconds) <= now
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_within(0, now)
+
+    @property
+    def renewable(self) -> bool:
+        return self.grant == "client_credentials" or bool(self.refresh_token)
+
+    def merged_with_previous(self, previous: TokenSet) -> TokenSet:
+        """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6)."""
+        if self.refresh_token:
+            return self
+        return replace(
+            self,
+            refresh_token=previous.refresh_token,
+            refresh_token_expires_at=previous.refresh_token_expires_at,
+            id_token_claims=self.id_token_claims or previous.id_token_claims,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": _iso(self.expires_at),
+            "refresh_token": self.refresh_token,
+            "refresh_token_expires_at": _iso(self.refresh_token_expires_at),
+            "scope": self.scope,
+            "id_token_claims": self.id_token_claims,
+            "obtained_at": _iso(self.obtained_at),
+            "grant": self.grant,
+        }
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSet:
+        return cls(
+            access_token=str(data["access_token"]),
+            token_type=str(data.get("token_type") or "Bearer"),
+            expires_at=_parse_time(data.get("expires_at")),
+            refresh_token=data.get("refresh_token") or None,
+            refresh_token_expires_at=_parse_time(data.get("refresh_token_expires_at")),
+            scope=data.get("scope"),
+            id_token_claims=data.get("id_token_claims"),
+            obtained_at=_parse_time(data.get("obtained_at")) or datetime.now(UTC),
+            grant=data.get("grant") or "authorization_code",
+        )
+
+    def to_secret(self, existing: str | None = None) -> str:
+        """The secret value: `existing` payload (parameters kept) with `oauth` replaced."""
+        payload: dict[str, Any] = json.loads(existing) if existing else {}
+        payload["format"] = SECRET_FORMAT
+        payload["oauth"] = self.to_dict()
+        return json.dumps(payload, separators=(",", ":"))
+
+    @classmethod
+    def from_secret(cls, value: str) -> TokenSet | None:
+        """The tokens in a connection secret, or None when it holds none (yet)."""
+        payload = json.loads(value)
+        oauth = payload.get("oauth") if isinstance(payload, dict) else None
+        return cls.from_dict(oauth) if isinstance(oauth, dict) else None
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """A connector's OAuth client registration (RFC 6749 §2). The secret is memory only."""
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    scopes: tuple[str, ...] = ()

@@ -1,0 +1,179 @@
+// A real OAuth 2.0 / OpenID Connect authorization server for the test suite.
+//
+// node tests/doubles/oidc/server.mjs --port P --cert cert.pem --key key.pem [--redirect-uri URI]...
+//
+// * node `oidc-provider` (certified), served over HTTPS (msal refuses plain HTTP) with the
+//   issuer https://127.0.0.1:P/oidc (msal needs a path in an OIDC authority).
+// * Clients: `gateway` (client_secret_post) and `gateway-basic` (client_secret_basic),
+//   both confidential, PKCE S256 required, grants authorization_code, refresh_token and
+//   client_credentials. Secrets: `<client id>-secret`.
+// * Refresh tokens rotate and reuse is detected (a replayed refresh token revokes the
+//   whole grant), as the strict providers do.
+// * Admin routes (outside /oidc, test use only):
+//     GET  /__stats          token-endpoint requests: {"token": {"<grant type>": {"<status>": n}}}
+//     POST /__stats/reset    zero the counters
+//     POST /__config         JSON merge of {accessTokenTtl, rotateRefreshToken,
+//                            omitRefreshTokenOnRefresh, tokenDelayMs, failTokenRequests}
+//   Revoking a grant uses the standard revocation endpoint (RFC 7009) with its refresh token.
+import fs from 'node:fs';
+import https from 'node:https';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    'redirect-uri': { type: 'string', multiple: true, default: [] },
+  },
+});
+
+const port = Number(args.port);
+const issuer = `https://127.0.0.1:${port}/oidc`;
+const redirectUris = args['redirect-uri'].length
+  ? args['redirect-uri']
+  : ['https://gateway.test/api/oauth/callback'];
+
+const DEFAULTS = {
+  accessTokenTtl: 3600,
+  rotateRefreshToken: true,
+  omitRefreshTokenOnRefresh: false,
+  tokenDelayMs: 0,
+  failTokenRequests: 0, // answer the next N token requests with 503
+};
+let config = { ...DEFAULTS };
+let stats = {};
+
+function count(grantType, status) {
+  const byStatus = (stats[grantType] ??= {});
+  byStatus[status] = (byStatus[status] ?? 0) + 1;
+}
+
+const client = (id, method) => ({
+  client_id: id,
+  client_secret: `${id}-secret`,
+  token_endpoint_auth_method: method,
+  redirect_uris: redirectUris,
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+  response_types: ['code'],
+  scope: 'openid offline_access profile email api:read',
+});
+
+const provider = new Provider(issuer, {
+  clients: [client('gateway', 'client_secret_post'), client('gateway-basic', 'client_secret_basic')],
+  cookies: { keys: ['test-cookie-key-not-a-secret'] },
+  pkce: { required: () => true },
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'api:read'],
+  claims: { openid: ['sub'], email: ['email'], profile: ['name'] },
+  features: {
+    devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    revocation: { enabled: true },
+  },
+  // Without this, refresh tokens need offline_access + prompt=consent.
+  issueRefreshToken: async (ctx, c) => c.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: () => config.rotateRefreshToken,
+  ttl: {
+    AccessToken: () => config.accessTokenTtl,
+    ClientCredentials: () => config.accessTokenTtl,
+    AuthorizationCode: 600,
+    IdToken: 3600,
+    Interaction: 3600,
+    Session: 3600,
+    Grant: 86400,
+    RefreshToken: 86400,
+  },
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    async claims() {
+      return { sub: id, email: `${id}@example.test`, name: id };
+    },
+  }),
+});
+provider.proxy = false;
+
+// Count every token-endpoint request by grant type and final status; apply test knobs.
+provider.use(async (ctx, next) => {
+  const isToken = ctx.method === 'POST' && ctx.path === '/token';
+  if (isToken && config.tokenDelayMs > 0) {
+    await new Promise((resolve) => { setTimeout(resolve, config.tokenDelayMs); });
+  }
+  if (isToken && config.failTokenRequests > 0) {
+    config.failTokenRequests -= 1;
+    count('unknown', 503);
+    ctx.status = 503;
+    ctx.set('Retry-After', '7');
+    ctx.body = { error: 'temporarily_unavailable' };
+    return;
+  }
+  await next();
+  if (isToken) {
+    const grantType = ctx.oidc?.params?.grant_type ?? 'unknown';
+    count(grantType, ctx.status);
+    if (
+      grantType === 'refresh_token' && ctx.status === 200
+      && config.omitRefreshTokenOnRefresh && ctx.body && typeof ctx.body === 'object'
+    ) {
+      delete ctx.body.refresh_token;
+    }
+  }
+});
+
+const callback = provider.callback();
+
+function sendJson(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+function readJson(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve(text ? JSON.parse(text) : {});
+      } catch (err) {
+        reject(err);
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+const server = https.createServer(
+  { cert: fs.readFileSync(args.cert), key: fs.readFileSync(args.key) },
+  async (req, res) => {
+    try {
+      if (req.url === '/__stats' && req.method === 'GET') {
+        sendJson(res, 200, { token: stats, config });
+      } else if (req.url === '/__stats/reset' && req.method === 'POST') {
+        stats = {};
+        sendJson(res, 200, { token: stats });
+      } else if (req.url === '/__config' && req.method === 'POST') {
+        const body = await readJson(req);
+        config = body.reset ? { ...DEFAULTS } : { ...config, ...body };
+        sendJson(res, 200, config);
+      } else if (req.url === '/oidc' || req.url.startsWith('/oidc/') || req.url.startsWith('/oidc?')) {
+        // Mounted as express would: oidc-provider derives its mount path from originalUrl.
+        req.originalUrl = req.url;
+        req.url = req.url.slice('/oidc'.length) || '/';
+        callback(req, res);
+      } else {
+        sendJson(res, 404, { error: 'not_found' });
+      }
+    } catch (err) {
+      sendJson(res, 500, { error: 'server_error', error_description: String(err) });
+    }
+  },
+);
+server.keepAliveTimeout = 5000;
+server.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`oidc-provider listening on ${issuer}\n`);
+});
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => { server.close(); process.exit(0); });
+}
