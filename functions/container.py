@@ -63,7 +63,13 @@ class Gateway:
         await definitions.ensure_table()
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
-        connectors = ConnectorService(metadata, definitions, cache_seconds=settings.metadata_cache_seconds)
+        connectors = ConnectorService(
+            metadata,
+            definitions,
+            cache_seconds=settings.metadata_cache_seconds,
+            public_base_url=settings.public_base_url,
+            audience=settings.audiences[0],
+        )
         connections = ConnectionService(
             metadata, secrets, connectors, cache_seconds=settings.metadata_cache_seconds
         )

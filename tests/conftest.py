@@ -119,6 +119,7 @@ def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str, tls
             audiences=(DEV_AUDIENCE,),
             dev_issuer_private_key=dev_key,
             upstream_timeout_seconds=5.0,
+            public_base_url="https://gateway.example.test",
             upstream_ca_file=tls_echo.ca_file,
             dev_upstream_resolve=f"{JIRA_SITE}:443=127.0.0.1:{tls_echo.server.port}",
         )

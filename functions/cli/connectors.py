@@ -8,9 +8,21 @@ summary from `functions.powerplatform.inspect_dict`, or `{"source": DIR, "error"
 when every folder was read, 2 otherwise. Nothing a folder contains can produce a
 traceback: every failure becomes that folder's error line.
 
-    python -m functions connectors import DIR ...
+    python -m functions connectors import DIR [--base-url URL] [--name NAME]
+        [--gateway URL] [--token TOKEN | --user NAME]
 
-is reserved for importing through the gateway's HTTP API (not implemented here yet).
+uploads the folder's files unchanged (`POST {gateway}/api/connectors/import`,
+multipart/form-data: files `apiDefinition`, `apiProperties` when present, `script` when
+`script.csx` is present; fields `baseUrl` and `name` when given; file names matched as
+`inspect` matches them). The gateway is `--gateway`, else $GATEWAY_URL, else
+http://127.0.0.1:7071. The bearer token is `--token`, else a development token minted
+for `--user` when given, else $GATEWAY_TOKEN, else a development token for "alice"
+(the key as `python -m functions token` finds it). Prints the created connector as one
+JSON line and exits 0; otherwise prints `error: <detail>` (and one indented line per
+entry of the problem's `errors`) on stderr and exits 2 when the definition or the
+request was refused as invalid (400/422, or a folder that cannot be read) and 1 for
+anything else (authentication, an unreachable gateway, server errors). Never a
+traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +31,22 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
-EXIT_NOT_IMPLEMENTED = 1
+EXIT_FAILED = 1
 EXIT_SOME_UNREADABLE = 2
+EXIT_INVALID = 2
+
+GATEWAY_URL_SETTING = "GATEWAY_URL"
+GATEWAY_TOKEN_SETTING = "GATEWAY_TOKEN"  # noqa: S105 - a variable name, not a token
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:7071"
+DEFAULT_USER = "alice"
+IMPORT_ROUTE = "/api/connectors/import"
+# Import parses and stores two documents; generous, but a hung gateway must not hang us.
+IMPORT_TIMEOUT_SECONDS = 120.0
+_MAX_ERROR_LINES = 20
 
 
 def register(subparsers: Any) -> None:
@@ -46,13 +69,25 @@ def register(subparsers: Any) -> None:
     inspect.add_argument("folders", nargs="+", metavar="DIR", help="connector folder")
     inspect.set_defaults(handler=run_inspect)
 
-    # --- import: to be implemented against the gateway's HTTP API --------------------
     importer = commands.add_parser(
         "import",
-        help="import connector folders into a gateway (not yet implemented)",
-        description="Import connector folders into a running gateway (not yet implemented).",
+        help="import a connector folder into a running gateway",
+        description="Upload a connector folder's files unchanged to a running gateway "
+        f"(POST {IMPORT_ROUTE}) and print the created connector as JSON. Exit status 2 "
+        "when the definition is refused, 1 for other failures.",
     )
-    importer.add_argument("folders", nargs="*", metavar="DIR", help="connector folder")
+    importer.add_argument("folder", metavar="DIR", help="connector folder")
+    importer.add_argument("--base-url", help="override the definition's base URL")
+    importer.add_argument("--name", help="connector name (default: the definition's title)")
+    importer.add_argument(
+        "--gateway",
+        help=f"gateway URL (default: ${GATEWAY_URL_SETTING}, else {DEFAULT_GATEWAY_URL})",
+    )
+    who = importer.add_mutually_exclusive_group()
+    who.add_argument("--token", help=f"bearer token (default: ${GATEWAY_TOKEN_SETTING})")
+    who.add_argument(
+        "--user", help=f"mint a development token for this user (default: {DEFAULT_USER})"
+    )
     importer.set_defaults(handler=run_import)
 
 
@@ -90,5 +125,161 @@ def inspect_folder(folder: str) -> dict[str, Any]:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    print("connectors import: not yet implemented", file=sys.stderr)
-    return EXIT_NOT_IMPLEMENTED
+    """Upload one folder; 0 on success, 2 when refused as invalid, 1 otherwise."""
+    try:
+        files = _import_files(Path(args.folder))
+    except _ImportFailed as failure:
+        return _fail(failure.message, failure.status)
+    gateway = (args.gateway or os.environ.get(GATEWAY_URL_SETTING) or DEFAULT_GATEWAY_URL).strip()
+    try:
+        token = _bearer_token(args)
+    except _ImportFailed as failure:
+        return _fail(failure.message, failure.status)
+    fields = {
+        name: value
+        for name, value in (("baseUrl", args.base_url), ("name", args.name))
+        if value is not None
+    }
+    return _post_import(gateway.rstrip("/") + IMPORT_ROUTE, token, files, fields)
+
+
+class _ImportFailed(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _import_files(folder: Path) -> dict[str, tuple[str, bytes, str]]:
+    """Multipart file parts (field -> (file name, raw bytes, media type))."""
+    from functions.powerplatform.loading import (
+        API_DEFINITION_FILE,
+        API_PROPERTIES_FILE,
+        SCRIPT_FILE,
+        find_file,
+    )
+
+    if not folder.is_dir():
+        reason = "no such folder" if not folder.exists() else "not a folder"
+        raise _ImportFailed(f"{folder}: {reason}", EXIT_INVALID)
+    parts: dict[str, tuple[str, bytes, str]] = {}
+    wanted = (
+        ("apiDefinition", API_DEFINITION_FILE, "application/json", True),
+        ("apiProperties", API_PROPERTIES_FILE, "application/json", False),
+        ("script", SCRIPT_FILE, "text/plain", False),
+    )
+    for field, file_name, media_type, required in wanted:
+        try:
+            path = find_file(folder, file_name)
+            if path is None:
+                if required:
+                    raise _ImportFailed(f"{file_name}: not found in {folder}", EXIT_INVALID)
+                continue
+            # Sent byte for byte: the gateway reports encoding and syntax errors itself,
+            # with the same positions `inspect` gives.
+            parts[field] = (path.name, path.read_bytes(), media_type)
+        except OSError as exc:
+            raise _ImportFailed(
+                f"{file_name}: cannot be read ({exc.strerror or exc})", EXIT_INVALID
+            ) from None
+    return parts
+
+
+def _bearer_token(args: argparse.Namespace) -> str:
+    if args.token:
+        return str(args.token).strip()
+    from_env = os.environ.get(GATEWAY_TOKEN_SETTING, "").strip()
+    if from_env and args.user is None:
+        return from_env
+    from functions.cli.token import KEY_SETTING, LOCAL_SETTINGS_FILE, find_private_key
+    from functions.errors import GatewayError
+    from functions.identity.dev_issuer import mint_token
+
+    try:
+        private_key = find_private_key(Path.cwd())
+        if private_key is None:
+            raise _ImportFailed(
+                f"no token: pass --token, set {GATEWAY_TOKEN_SETTING}, or set {KEY_SETTING} "
+                f"(or run the gateway once to create {LOCAL_SETTINGS_FILE}) to mint a "
+                "development token",
+                EXIT_FAILED,
+            )
+        return mint_token(private_key, user=args.user or DEFAULT_USER)
+    except GatewayError as exc:
+        raise _ImportFailed(exc.detail, EXIT_FAILED) from None
+
+
+def _post_import(
+    url: str, token: str, files: dict[str, tuple[str, bytes, str]], fields: dict[str, str]
+) -> int:
+    import httpx
+
+    try:
+        # trust_env=False: no proxy or netrc from the environment may see the token.
+        with httpx.Client(trust_env=False, timeout=IMPORT_TIMEOUT_SECONDS) as client:
+            response = client.post(
+                url,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                files=files,
+                data=fields,
+            )
+    except httpx.InvalidURL:
+        return _fail(f"invalid gateway URL: {url}", EXIT_FAILED)
+    except httpx.UnsupportedProtocol:
+        return _fail(f"invalid gateway URL (http or https expected): {url}", EXIT_FAILED)
+    except httpx.ConnectError as exc:
+        return _fail(f"cannot connect to the gateway at {url} ({_reason(exc)}); is it running?")
+    except httpx.TimeoutException:
+        return _fail(f"the gateway at {url} did not answer in time")
+    except httpx.HTTPError as exc:
+        return _fail(f"request to the gateway at {url} failed ({_reason(exc)})")
+    if response.is_success:
+        try:
+            created: Any = response.json()
+        except ValueError:
+            print(response.text.strip())
+        else:
+            print(json.dumps(created))
+        return EXIT_OK
+    return _report_problem(response)
+
+
+def _report_problem(response: Any) -> int:
+    """Print the problem+json `detail` and `errors`; the exit status for its status code."""
+    status = EXIT_INVALID if response.status_code in (400, 422) else EXIT_FAILED
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if not isinstance(problem, dict):
+        return _fail(
+            f"the gateway answered {response.status_code} {response.reason_phrase}", status
+        )
+    detail = problem.get("detail") or problem.get("title") or f"HTTP {response.status_code}"
+    lines = [f"error: {_one_line(detail)}"]
+    errors = problem.get("errors")
+    for entry in errors[:_MAX_ERROR_LINES] if isinstance(errors, list) else ():
+        if isinstance(entry, dict):
+            where = entry.get("field") or entry.get("pointer") or ""
+            message = entry.get("message") or entry.get("detail") or json.dumps(entry)
+            lines.append(f"  {_one_line(where)}: {_one_line(message)}" if where else f"  {message}")
+        else:
+            lines.append(f"  {_one_line(entry)}")
+    print("\n".join(lines), file=sys.stderr)
+    return status
+
+
+def _fail(message: str, status: int = EXIT_FAILED) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    return _one_line(text) or type(exc).__name__
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())

@@ -11,6 +11,7 @@ from functions.domain.models import AuthScheme, Connector
 from functions.errors import ConflictError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
 from functions.powerplatform import ConnectorDefinition, parse_definition
+from functions.powerplatform.export import export_definition
 from functions.powerplatform.routing import Router, build_router
 from functions.services.ids import is_valid_id, new_id
 from functions.services.ttl_cache import TtlCache
@@ -66,9 +67,21 @@ class LoadedDefinition:
 
 
 class ConnectorService:
-    def __init__(self, store: MetadataStore, definitions: DefinitionStore, *, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        definitions: DefinitionStore,
+        *,
+        cache_seconds: float,
+        public_base_url: str | None = None,
+        audience: str = "",
+    ) -> None:
         self._store = store
         self._definitions = definitions
+        # For exports: where makers' connectors will call, and the audience of the
+        # gateway's app registration they must request tokens for.
+        self._public_base_url = public_base_url
+        self._audience = audience
         # Parsed definitions, keyed by the connector row's update time: a re-import
         # changes the row, so a stale parse is never used after this instance sees it.
         self._parsed: TtlCache[LoadedDefinition] = TtlCache(
@@ -144,6 +157,43 @@ class ConnectorService:
         if connector is None or connector.owner_id != caller.object_id:
             raise connector_not_found(connector_id)
         return connector
+
+    async def export(
+        self,
+        caller: Principal,
+        connector_id: str,
+        *,
+        connection_id: str | None = None,
+        client_id: str | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        connector = await self.get_visible(caller, connector_id)
+        if connector.source != "powerplatform":
+            raise ConflictError(
+                f"connector {connector.id} is a native connector: it has no operations to export; "
+                "call connections/{id}/invoke/{path} directly",
+                code="export_not_available",
+            )
+        if connection_id is not None:
+            connection = await self._store.get_connection(caller.tenant_id, connection_id) if is_valid_id(connection_id) else None
+            if connection is None or connection.owner_id != caller.object_id or connection.connector_id != connector.id:
+                message = "not a connection of yours to this connector"
+                raise ValidationFailedError(message, errors=[{"field": "connectionId", "message": message}])
+        if not self._public_base_url:
+            raise ConflictError(
+                "GATEWAY_PUBLIC_BASE_URL is not set: the export needs the gateway's external URL",
+                code="export_not_available",
+            )
+        loaded = await self.definition(connector)
+        return export_definition(
+            loaded.imported.api_definition,
+            loaded.imported.api_properties,
+            gateway_base_url=self._public_base_url,
+            audience=self._audience,
+            client_id=client_id,
+            connection_id=connection_id,
+            title=connector.name,
+            include_base_path=False,
+        )
 
     async def replace(self, caller: Principal, connector_id: str, data: ConnectorInput) -> Connector:
         connector = await self.get_visible(caller, connector_id)

@@ -109,7 +109,7 @@ class InvocationService:
         operation_id: str | None = None
         path_parameters: dict[str, str] = {}
         if resolved.definition is not None:
-            match = resolved.definition.router.match(call.method, request.path or "/")
+            match = resolved.definition.router.match(call.method, request.path or "/", request.query)
             if match is not None:
                 operation_id = match[0].operation_id
                 path_parameters = match[1]

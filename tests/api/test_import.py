@@ -240,3 +240,63 @@ def test_json_import_and_native_operations_are_refused(gateway: GatewayUnderTest
         assert_problem(
             client.put(f"/api/connectors/{fetched['id']}", json={"name": "x", "baseUrl": echo.url}), 409, "connector_is_imported"
         )
+
+
+def test_export_points_at_the_gateway_and_round_trips(gateway: GatewayUnderTest, tls_echo: TlsEcho) -> None:
+    folder = sample("certified-connectors/JIRA")
+    with gateway.client("pp-export") as client:
+        connector = import_folder(client, folder)
+        connection = connect(client, connector, {"jirainstance": "tenant1", "username": "ex", "password": "export-pw-1"})
+        response = client.get(f"/api/connectors/{connector['id']}/export", params={"connectionId": connection["id"]})
+        assert response.status_code == 200, response.text
+        exported = response.json()
+        swagger, properties = exported["apiDefinition"], exported["apiProperties"]
+        assert swagger["host"] == "gateway.example.test" and swagger["schemes"] == ["https"]
+        assert "export-pw-1" not in response.text and "jirainstance" not in json.dumps(properties)
+        token = properties["properties"]["connectionParameters"]["token"]["oAuthSettings"]
+        assert token["identityProvider"] == "aad"
+        assert token["customParameters"]["resourceUri"]["value"] == gateway.settings.audiences[0]
+        assert properties["properties"]["policyTemplateInstances"] == []
+
+        # Re-importing the export gives the same operations.
+        original = {(op["operationId"], op["method"]) for op in connector["definition"]["operations"]}
+        reimported = client.post("/api/connectors/import", json={**exported, "baseUrl": "https://gateway.example.test/api"})
+        assert reimported.status_code == 201, reimported.text
+        assert {(op["operationId"], op["method"]) for op in reimported.json()["definition"]["operations"]} == original
+
+        # An exported operation path, called on the gateway, reaches the operation.
+        create_issue = swagger["paths"]["/connections/{connectionId}/invoke/issue"]["post"]
+        assert create_issue["operationId"] == "CreateIssue"
+        report = client.post(f"/api/connections/{connection['id']}/invoke/issue?projectKey=P", json={"fields": {}}).json()
+        assert report["path"] == "/rest/api/2/issue"
+
+        # Someone else's connection cannot be baked in; native connectors have nothing to export.
+        with gateway.client("pp-export-other") as other:
+            theirs = import_folder(other, folder)
+            their_connection = connect(other, theirs, {"jirainstance": "tenant1", "username": "o", "password": "other-pw-1"})
+        assert_problem(
+            client.get(f"/api/connectors/{connector['id']}/export", params={"connectionId": their_connection["id"]}), 422, "validation_error"
+        )
+        native = client.post("/api/connectors", json={"name": "n", "baseUrl": "http://127.0.0.1:9"}).json()
+        assert_problem(client.get(f"/api/connectors/{native['id']}/export"), 409, "export_not_available")
+
+
+def test_cli_import_through_the_real_api(gateway: GatewayUnderTest, echo: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    folder = sample("certified-connectors/Babybots")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    command = [sys.executable, "-m", "functions", "connectors", "import", str(folder), "--base-url", echo.url + "/api",
+               "--gateway", gateway.url, "--token", gateway.token("pp-cli")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    assert created["source"] == "powerplatform" and created["baseUrl"] == echo.url + "/api"
+    with gateway.client("pp-cli") as client:
+        assert [c["id"] for c in client.get("/api/connectors").json()["value"]] == [created["id"]]
+    bad = sample("certified-connectors/PUG Gamified Engagement")
+    done = subprocess.run([*command[:5], str(bad), *command[6:]], capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 2
+    assert "apiDefinition.swagger.json: line 734 column 3" in done.stderr and "Traceback" not in done.stderr

@@ -78,8 +78,12 @@ def test_every_sample_operation_routes_to_itself(name: str) -> None:
 
 
 def test_sample_sizes_are_what_the_brief_promises() -> None:
-    assert len(_sample_router("certified-connectors/Blackbaud Church Management")[0].operations) == 138
-    assert len(_sample_router("independent-publisher-connectors/Square Payments")[0].operations) == 87
+    assert (
+        len(_sample_router("certified-connectors/Blackbaud Church Management")[0].operations) == 138
+    )
+    assert (
+        len(_sample_router("independent-publisher-connectors/Square Payments")[0].operations) == 87
+    )
 
 
 def test_jira_literal_beats_variable_and_values_are_decoded() -> None:
@@ -149,7 +153,9 @@ def test_blackbaud_matching_is_cheap() -> None:
 
 def test_encoded_slash_stays_inside_its_value() -> None:
     router = build_router(
-        _definition({"/files/{path}": {"get": _op("file", "path")}, "/files/a/b": {"get": _op("ab")}})
+        _definition(
+            {"/files/{path}": {"get": _op("file", "path")}, "/files/a/b": {"get": _op("ab")}}
+        )
     )
     assert _matched(router, "GET", "/files/a%2Fb") == ("file", {"path": "a/b"})
     assert _matched(router, "GET", "/files/a/b") == ("ab", {})
@@ -161,7 +167,9 @@ def test_variables_with_literal_prefix_and_suffix() -> None:
         _definition(
             {
                 "/Databases({DatabaseId})": {"get": _op("db", "DatabaseId")},
-                "/Databases({DatabaseId})/Cubes({CubeId})": {"get": _op("cube", "DatabaseId", "CubeId")},
+                "/Databases({DatabaseId})/Cubes({CubeId})": {
+                    "get": _op("cube", "DatabaseId", "CubeId")
+                },
                 "/resource/{id}.json": {"get": _op("json", "id")},
                 "/resource/{a}-{b}": {"get": _op("pair", "a", "b")},
             }
@@ -239,7 +247,9 @@ def test_literals_compare_decoded_and_case_sensitive() -> None:
 
 def test_double_encoded_parameters_are_decoded_twice() -> None:
     router = build_router(
-        _definition({"/files/{name}": {"get": _op("file", "name", **{"x-ms-url-encoding": "double"})}})
+        _definition(
+            {"/files/{name}": {"get": _op("file", "name", **{"x-ms-url-encoding": "double"})}}
+        )
     )
     assert _matched(router, "GET", "/files/a%252Fb%2520c") == ("file", {"name": "a/b c"})
 

@@ -272,16 +272,3 @@ def test_cli_reports_unreadable_folders_without_a_traceback(tmp_path: Path) -> N
         "line 1 column 30)",
     }
     assert second == {"source": str(missing), "error": f"{missing}: no such folder"}
-
-
-def test_cli_import_is_a_stub() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "functions", "connectors", "import", "x"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert completed.returncode == 1
-    assert "not yet implemented" in completed.stderr

@@ -94,6 +94,25 @@ async def get_connector(connector_id: str, caller: CurrentCaller, gateway: Gatew
     return ConnectorPublic.of(connector, summary)
 
 
+@router.get("/{connector_id}/export")
+async def export_connector(
+    connector_id: str,
+    caller: CurrentCaller,
+    gateway: GatewayDep,
+    connectionId: str | None = None,
+    clientId: str | None = None,
+) -> dict[str, Any]:
+    """A Power Platform definition pair that calls this connector through the gateway.
+
+    Hosts it at the gateway, routes every operation through `connections/{connectionId}/
+    invoke` (the gateway matches the operation and runs its policies and credentials), and
+    authenticates with Entra ID for the gateway's own app registration. It carries no
+    credentials and no policies. `connectionId` bakes one of the caller's connections in.
+    """
+    exported = await gateway.connectors.export(caller, connector_id, connection_id=connectionId, client_id=clientId)
+    return {"apiDefinition": exported[0], "apiProperties": exported[1]}
+
+
 @router.put("/{connector_id}", response_model=ConnectorPublic)
 async def replace_connector(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
