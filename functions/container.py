@@ -6,13 +6,20 @@ invocation) and closed on shutdown. Tests build one with their own Settings.
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from functions.identity.tokens import TokenValidator
+from functions.oauth import TableStateStore, TokenEndpointClient, TokenRefresher, default_catalog
 from functions.services.connections import ConnectionService
+from functions.services.oauth import OAuthService
 from functions.services.connectors import ConnectorService
 from functions.services.invocation import InvocationService
 from functions.settings import Settings
@@ -31,6 +38,27 @@ def _upstream_tls(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def _msal_session_factory(settings: Settings) -> Callable[[], Any] | None:
+    """msal uses `requests`; with an extra upstream CA, give it a session that trusts
+    the system bundle plus that CA (and ignores REQUESTS_CA_BUNDLE)."""
+    if not settings.upstream_ca_file:
+        return None
+    import certifi
+
+    bundle = Path(tempfile.gettempdir()) / f"connector-gateway-ca-{os.getpid()}.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + "\n" + Path(settings.upstream_ca_file).read_text())
+
+    def make() -> Any:
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(bundle)
+        return session
+
+    return make
+
+
 @dataclass
 class Gateway:
     settings: Settings
@@ -40,6 +68,7 @@ class Gateway:
     tokens: TokenValidator
     connectors: ConnectorService
     connections: ConnectionService
+    oauth: OAuthService
     invocations: InvocationService
 
     @classmethod
@@ -61,17 +90,36 @@ class Gateway:
         await metadata.ensure_tables()
         definitions = DefinitionStore(tables, settings.table_prefix)
         await definitions.ensure_table()
+        states = TableStateStore(tables, settings.table_prefix)
+        await states.ensure_table()
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
+        catalog = default_catalog()
         connectors = ConnectorService(
             metadata,
             definitions,
+            secrets,
+            catalog,
             cache_seconds=settings.metadata_cache_seconds,
             public_base_url=settings.public_base_url,
             audience=settings.audiences[0],
         )
+        # One token client and one refresher per process: the refresher's single flight
+        # and cooldowns are per process by design (the lease handles other instances).
+        token_client = TokenEndpointClient(http, msal_http_client=_msal_session_factory(settings))
+        oauth = OAuthService(
+            metadata,
+            secrets,
+            connectors,
+            states,
+            token_client,
+            TokenRefresher(token_client),
+            catalog,
+            http,
+            public_base_url=settings.public_base_url,
+        )
         connections = ConnectionService(
-            metadata, secrets, connectors, cache_seconds=settings.metadata_cache_seconds
+            metadata, secrets, connectors, oauth, cache_seconds=settings.metadata_cache_seconds
         )
         return cls(
             settings=settings,
@@ -81,7 +129,8 @@ class Gateway:
             tokens=tokens,
             connectors=connectors,
             connections=connections,
-            invocations=InvocationService(connections, http),
+            oauth=oauth,
+            invocations=InvocationService(connections, oauth, http),
         )
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -106,7 +107,18 @@ class GatewayUnderTest:
 
 
 @pytest.fixture(scope="session")
-def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str, tls_echo: TlsEcho) -> Callable[..., Settings]:
+def make_settings(
+    azurite: AzuritePorts,
+    keyvault_double: Any,
+    dev_key: str,
+    tls_echo: TlsEcho,
+    oidc_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., Settings]:
+    # Upstream TLS trusts both test CAs: the HTTPS echo and the OAuth server.
+    bundle = tmp_path_factory.mktemp("upstream-ca") / "ca.pem"
+    bundle.write_text(Path(tls_echo.ca_file).read_text() + Path(oidc_server.ca_file).read_text())
+
     def make(**overrides: Any) -> Settings:
         base = Settings(
             environment="development",
@@ -120,7 +132,7 @@ def make_settings(azurite: AzuritePorts, keyvault_double: Any, dev_key: str, tls
             dev_issuer_private_key=dev_key,
             upstream_timeout_seconds=5.0,
             public_base_url="https://gateway.example.test",
-            upstream_ca_file=tls_echo.ca_file,
+            upstream_ca_file=str(bundle),
             dev_upstream_resolve=f"{JIRA_SITE}:443=127.0.0.1:{tls_echo.server.port}",
         )
         settings = replace(base, **overrides)
@@ -149,3 +161,25 @@ def start_gateway(make_settings: Callable[..., Settings], dev_key: str) -> Itera
 def gateway(start_gateway: Callable[..., GatewayUnderTest]) -> GatewayUnderTest:
     """The shared gateway (Key Vault double as secret store)."""
     return start_gateway()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that make `Settings.from_env()` give `settings`
+    (for gateways run in other processes, or under the Functions host)."""
+    env = {
+        "GATEWAY_ENVIRONMENT": settings.environment,
+        "GATEWAY_STORAGE_CONNECTION_STRING": settings.storage_connection_string or "",
+        "GATEWAY_TABLE_PREFIX": settings.table_prefix,
+        "GATEWAY_SECRET_STORE": settings.secret_backend,
+        "GATEWAY_KEY_VAULT_URL": settings.key_vault_url or "",
+        "GATEWAY_KEY_VAULT_CA_FILE": settings.key_vault_ca_file or "",
+        "GATEWAY_AUTH_TENANT_IDS": ",".join(settings.tenant_ids),
+        "GATEWAY_AUTH_AUDIENCES": ",".join(settings.audiences),
+        "GATEWAY_DEV_ISSUER_PRIVATE_KEY": settings.dev_issuer_private_key or "",
+        "GATEWAY_UPSTREAM_CA_FILE": settings.upstream_ca_file or "",
+        "GATEWAY_DEV_UPSTREAM_RESOLVE": settings.dev_upstream_resolve or "",
+        "GATEWAY_PUBLIC_BASE_URL": settings.public_base_url or "",
+        "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(settings.upstream_timeout_seconds),
+        "GATEWAY_METADATA_CACHE_SECONDS": str(settings.metadata_cache_seconds),
+    }
+    return env

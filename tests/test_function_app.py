@@ -17,9 +17,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from functions.settings import Settings
 from tests.api.helpers import create_connection, create_connector
-from tests.conftest import GatewayUnderTest
+from tests.conftest import GatewayUnderTest, settings_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,20 +50,6 @@ class Context(func.Context):
     @property
     def thread_local_storage(self) -> Any:
         return None
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    return {
-        "GATEWAY_ENVIRONMENT": settings.environment,
-        "GATEWAY_STORAGE_CONNECTION_STRING": settings.storage_connection_string or "",
-        "GATEWAY_TABLE_PREFIX": settings.table_prefix,
-        "GATEWAY_SECRET_STORE": settings.secret_backend,
-        "GATEWAY_KEY_VAULT_URL": settings.key_vault_url or "",
-        "GATEWAY_KEY_VAULT_CA_FILE": settings.key_vault_ca_file or "",
-        "GATEWAY_AUTH_TENANT_IDS": ",".join(settings.tenant_ids),
-        "GATEWAY_AUTH_AUDIENCES": ",".join(settings.audiences),
-        "GATEWAY_DEV_ISSUER_PRIVATE_KEY": settings.dev_issuer_private_key or "",
-    }
 
 
 class FunctionsHost:

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from functions.domain.models import AuthScheme, Connection, Connector
+from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme
+from functions.services.connectors import OAuthClientInput
 
 # RFC 9110 token: what a header name may contain.
 HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -38,13 +39,47 @@ class AuthApiKey(Strict):
         return self
 
 
-AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey, Field(discriminator="type")]
+class AuthOAuth2(Strict):
+    """OAuth 2.0 with a provider from the catalog (functions/oauth/providers.json)."""
+
+    type: Literal["oauth2"]
+    provider: str = Field(min_length=1, max_length=100)
+    clientId: str = Field(min_length=1, max_length=500)
+    # Write-only: stored in the secret store, never returned.
+    clientSecret: str | None = Field(default=None, min_length=1, max_length=4000)
+    scopes: list[str] = Field(default_factory=list, max_length=100)
+    settings: dict[str, str] = Field(default_factory=dict)
+    redirectUri: str | None = Field(default=None, max_length=2048)
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
 
 
-def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey) -> AuthScheme:
+AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey | AuthOAuth2, Field(discriminator="type")]
+
+
+def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2) -> AuthScheme:
     if isinstance(auth, AuthApiKey):
         return AuthScheme(type="apiKey", api_key_in=auth.in_, api_key_name=auth.name)
+    if isinstance(auth, AuthOAuth2):
+        oauth = OAuthScheme(
+            provider=auth.provider,
+            scopes=tuple(auth.scopes),
+            settings=tuple(sorted(auth.settings.items())),
+            grant=auth.grant,
+        )
+        return AuthScheme(type="oauth2", oauth=oauth)
     return AuthScheme(type=auth.type)
+
+
+def oauth_client_input(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2) -> OAuthClientInput | None:
+    if not isinstance(auth, AuthOAuth2):
+        return None
+    return OAuthClientInput(auth.clientId, auth.clientSecret, auth.redirectUri)
+
+
+class OAuthClientUpdate(Strict):
+    clientId: str = Field(min_length=1, max_length=500)
+    clientSecret: str | None = Field(default=None, min_length=1, max_length=4000)
+    redirectUri: str | None = Field(default=None, max_length=2048)
 
 
 class ConnectorCreate(Strict):
@@ -68,13 +103,24 @@ class ConnectorPublic(BaseModel):
     # Imported connectors (single-item reads): the `connectors inspect` summary.
     definition: dict[str, Any] | None = None
 
+    # The OAuth client: id and redirect URI; the secret only as "is it set".
+    oauthClient: dict[str, Any] | None = None
+
     @classmethod
     def of(cls, c: Connector, definition: dict[str, Any] | None = None) -> ConnectorPublic:
+        client = None
+        if c.oauth_client is not None:
+            client = {
+                "clientId": c.oauth_client.client_id,
+                "clientSecretSet": c.oauth_client.secret_version is not None,
+                "redirectUri": c.oauth_client.redirect_uri,
+            }
         return cls(
             id=c.id,
             name=c.name,
             baseUrl=c.base_url,
             auth=c.auth.to_dict() if c.source == "native" else None,
+            oauthClient=client,
             description=c.description,
             source=c.source,
             owner=c.owner_id,
@@ -116,9 +162,12 @@ class ConnectionPublic(BaseModel):
     owner: str
     createdAt: datetime | None
     updatedAt: datetime | None
+    # OAuth: when the current access token expires; where to consent (on create).
+    tokenExpiresAt: datetime | None = None
+    consentUrl: str | None = None
 
     @classmethod
-    def of(cls, c: Connection) -> ConnectionPublic:
+    def of(cls, c: Connection, consent_url: str | None = None) -> ConnectionPublic:
         return cls(
             id=c.id,
             connectorId=c.connector_id,
@@ -126,6 +175,8 @@ class ConnectionPublic(BaseModel):
             status=c.status.value,
             parametersSet=list(c.parameters_set),
             parameterSet=c.parameter_set,
+            tokenExpiresAt=c.token_expires_at,
+            consentUrl=consent_url,
             owner=c.owner_id,
             createdAt=c.created_at,
             updatedAt=c.updated_at,

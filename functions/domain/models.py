@@ -12,7 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-AuthType = Literal["none", "basic", "apiKey"]
+AuthType = Literal["none", "basic", "apiKey", "oauth2"]
+OAuthGrant = Literal["authorization_code", "client_credentials"]
 ConnectorSource = Literal["native", "powerplatform"]
 ApiKeyLocation = Literal["header", "query"]
 
@@ -24,6 +25,57 @@ class ConnectionStatus(StrEnum):
     CONNECTED = "connected"
     # Delete started: never usable again; a repeated delete or cleanup finishes it.
     DELETING = "deleting"
+    # OAuth: created, waiting for the user's consent (callback).
+    CONSENT_REQUIRED = "consent_required"
+    # OAuth: the grant is dead (revoked, invalid_grant); only a new consent fixes it.
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+
+
+@dataclass(frozen=True)
+class OAuthScheme:
+    """OAuth 2.0 for a native connector: a catalog provider and its settings."""
+
+    provider: str
+    scopes: tuple[str, ...] = ()
+    # Provider settings from the catalog (e.g. tenant, issuer, token_url), as pairs so
+    # the scheme stays hashable and comparable.
+    settings: tuple[tuple[str, str], ...] = ()
+    grant: OAuthGrant = "authorization_code"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "scopes": list(self.scopes),
+            "settings": dict(self.settings),
+            "grant": self.grant,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OAuthScheme:
+        return cls(
+            provider=data["provider"],
+            scopes=tuple(data.get("scopes") or ()),
+            settings=tuple(sorted((data.get("settings") or {}).items())),
+            grant=data.get("grant") or "authorization_code",
+        )
+
+
+@dataclass(frozen=True)
+class OAuthClientConfig:
+    """The connector's OAuth client. The secret lives in the secret store under
+    `connector-{connector id}`; only its version is recorded here."""
+
+    client_id: str
+    secret_version: str | None = None
+    # Per-connector redirect URI; None: the gateway's fixed one.
+    redirect_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"clientId": self.client_id, "secretVersion": self.secret_version, "redirectUri": self.redirect_uri}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OAuthClientConfig:
+        return cls(data["clientId"], data.get("secretVersion"), data.get("redirectUri"))
 
 
 @dataclass(frozen=True)
@@ -33,6 +85,7 @@ class AuthScheme:
     type: AuthType = "none"
     api_key_in: ApiKeyLocation | None = None
     api_key_name: str | None = None
+    oauth: OAuthScheme | None = None
 
     def secret_parameters(self) -> tuple[str, ...]:
         """Connection parameters that are credentials (stored only in the secret store)."""
@@ -54,11 +107,14 @@ class AuthScheme:
         if self.type == "apiKey":
             data["in"] = self.api_key_in
             data["name"] = self.api_key_name
+        if self.type == "oauth2" and self.oauth is not None:
+            data.update(self.oauth.to_dict())
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuthScheme:
-        return cls(type=data["type"], api_key_in=data.get("in"), api_key_name=data.get("name"))
+        oauth = OAuthScheme.from_dict(data) if data["type"] == "oauth2" else None
+        return cls(type=data["type"], api_key_in=data.get("in"), api_key_name=data.get("name"), oauth=oauth)
 
 
 @dataclass
@@ -74,6 +130,7 @@ class Connector:
     description: str | None = None
     # "powerplatform": an imported definition pair is stored (stores/definitions.py).
     source: ConnectorSource = "native"
+    oauth_client: OAuthClientConfig | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
@@ -96,6 +153,8 @@ class Connection:
     # values (hosts, regions, tenant ids), which are metadata by the definition's word.
     parameter_set: str | None = None
     plain_parameters: dict[str, Any] = field(default_factory=dict)
+    # OAuth: when the current access token expires (written by the token store).
+    token_expires_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

@@ -21,11 +21,19 @@ from typing import Any
 
 from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector
 from functions.powerplatform import ConnectorDefinition, validate_connection_parameters
-from functions.errors import GatewayError, NotFoundError, ValidationFailedError
+from functions.errors import (
+    ConflictError,
+    ConnectionNotUsableError,
+    GatewayError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from functions.oauth import ReauthorizationRequiredError, StoredTokens, TokenSet
 from functions.identity.principal import Principal
 from functions.logging_redaction import register_secret
 from functions.services.connectors import ConnectorService, LoadedDefinition
 from functions.services.ids import is_valid_id, new_id
+from functions.services.oauth import OAuthBinding, OAuthService
 from functions.services.ttl_cache import TtlCache
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.tables import EntityChangedError, MetadataStore
@@ -58,6 +66,29 @@ class ResolvedConnection:
     credentials: dict[str, str] = field(repr=False)
     parameters: dict[str, Any] = field(repr=False)
     definition: LoadedDefinition | None = None
+    oauth: OAuthCall | None = None
+
+
+@dataclass(frozen=True)
+class OAuthCall:
+    """An OAuth connection's provider binding and the tokens as this instance has them."""
+
+    binding: OAuthBinding
+    stored: StoredTokens = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CreatedConnection:
+    connection: Connection
+    # OAuth authorization-code connections: where to send the user.
+    consent_url: str | None = None
+
+
+@dataclass(frozen=True)
+class _InvokeEntry:
+    connection: Connection
+    connector: Connector
+    binding: OAuthBinding | None
 
 
 class AuthTypeNotSupportedError(GatewayError):
@@ -105,13 +136,25 @@ class ConnectionService:
         store: MetadataStore,
         secrets: CachedSecretStore,
         connectors: ConnectorService,
+        oauth: OAuthService,
         *,
         cache_seconds: float,
     ) -> None:
         self._store = store
         self._secrets = secrets
         self._connectors = connectors
-        self._resolved: TtlCache[tuple[Connection, Connector]] = TtlCache(cache_seconds)
+        self._oauth = oauth
+        self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds)
+
+    async def _auth_type(self, connector: Connector, parameter_set: str | None) -> str:
+        if connector.source == "native":
+            return connector.auth.type
+        option = (await self._connectors.definition(connector)).parsed.auth_option(parameter_set)
+        return option.type if option is not None else "none"
+
+    async def _binding(self, connector: Connector, connection: Connection) -> OAuthBinding:
+        definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+        return await self._oauth.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
 
     async def _validate(self, connector: Connector, data: ConnectionInput) -> tuple[dict[str, str], dict[str, Any], str | None]:
         """(secret values, plain values, parameter set) for a new connection."""
@@ -123,7 +166,7 @@ class ConnectionService:
         definition = (await self._connectors.definition(connector)).parsed
         secret, plain = validate_connection_parameters(definition, data.parameter_set, data.parameters)
         option = definition.auth_option(data.parameter_set)
-        if option is not None and option.type in ("oauth2", "windows"):
+        if option is not None and option.type == "windows":
             raise AuthTypeNotSupportedError(
                 f"connections using {option.type} authentication are not supported yet "
                 f"(connector {connector.id}, parameter set {option.name or '(default)'})"
@@ -135,9 +178,12 @@ class ConnectionService:
                     secret[name] = str(plain.pop(name))
         return secret, plain, data.parameter_set
 
-    async def create(self, caller: Principal, connector_id: str, data: ConnectionInput) -> Connection:
+    async def create(self, caller: Principal, connector_id: str, data: ConnectionInput) -> CreatedConnection:
+        """Create a connection. OAuth ones come back `consent_required` with the URL to
+        send the user to (or `connected` for the client-credentials grant)."""
         connector = await self._connectors.get_visible(caller, connector_id)
         values, plain, parameter_set = await self._validate(connector, data)
+        auth_type = await self._auth_type(connector, parameter_set)
         connection_id = new_id()
         connection = Connection(
             id=connection_id,
@@ -151,6 +197,7 @@ class ConnectionService:
             parameter_set=parameter_set,
             plain_parameters=plain,
         )
+        binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
         connection = await self._store.insert_connection(connection)
         try:
             payload = json.dumps({"format": SECRET_FORMAT_VERSION, "parameters": values})
@@ -160,8 +207,21 @@ class ConnectionService:
                 tags={"connection": connection.id, "connector": connector.id},
             )
             connection.secret_version = version
-            connection.status = ConnectionStatus.CONNECTED
-            return await self._store.replace_connection(connection)
+            consent_url = None
+            if binding is None:
+                connection.status = ConnectionStatus.CONNECTED
+            elif binding.grant == "client_credentials":
+                # The row must be current before the token store merges into it.
+                connection.status = ConnectionStatus.CONSENT_REQUIRED
+                connection = await self._store.replace_connection(connection)
+                await self._oauth.connect_client_credentials(connection, binding)
+                refreshed = await self._store.get_connection(connection.tenant_id, connection.id)
+                assert refreshed is not None
+                return CreatedConnection(refreshed, None)
+            else:
+                connection.status = ConnectionStatus.CONSENT_REQUIRED
+                consent_url = await self._oauth.consent_url(caller, connection, binding)
+            return CreatedConnection(await self._store.replace_connection(connection), consent_url)
         except BaseException:
             # Undo what we can; whatever remains stays pending (never usable) and is
             # removed by cleanup.
@@ -170,7 +230,25 @@ class ConnectionService:
 
     async def list_visible(self, caller: Principal) -> list[Connection]:
         items = await self._store.list_connections(caller.tenant_id, owner_id=caller.object_id)
-        return [c for c in items if c.status == ConnectionStatus.CONNECTED]
+        return [c for c in items if c.status not in (ConnectionStatus.PENDING, ConnectionStatus.DELETING)]
+
+    async def reauthorize(self, caller: Principal, connection_id: str) -> str:
+        """A fresh consent URL for an existing OAuth connection (keeps its id)."""
+        connection = await self.get_visible(caller, connection_id)
+        connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+        if connector is None:
+            raise connection_not_found(connection_id)
+        if await self._auth_type(connector, connection.parameter_set) != "oauth2":
+            raise ConflictError(
+                f"connection {connection_id} does not use OAuth; nothing to reauthorize",
+                code="not_an_oauth_connection",
+            )
+        binding = await self._binding(connector, connection)
+        if binding.grant == "client_credentials":
+            await self._oauth.connect_client_credentials(connection, binding)
+            self._resolved.evict((caller.tenant_id, connection_id))
+            return ""
+        return await self._oauth.consent_url(caller, connection, binding)
 
     async def get_visible(self, caller: Principal, connection_id: str) -> Connection:
         connection = None
@@ -248,23 +326,52 @@ class ConnectionService:
             connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
             if connector is None:
                 raise connection_not_found(connection_id)
-            cached = (connection, connector)
+            _check_usable(connection)
+            auth_type = await self._auth_type(connector, connection.parameter_set)
+            binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
+            cached = _InvokeEntry(connection, connector, binding)
+            # Only usable connections are cached: a consent completed elsewhere must
+            # show at once, not after the TTL.
             self._resolved.put(key, cached)
-        connection, connector = cached
+        connection, connector = cached.connection, cached.connector
         if connection.owner_id != caller.object_id:
             raise connection_not_found(connection_id)
         assert connection.secret_version is not None
         secret = await self._secrets.get_secret(connection.secret_name, connection.secret_version)
-        values: dict[str, str] = json.loads(secret.value)["parameters"]
+        payload = json.loads(secret.value)
+        values: dict[str, str] = payload.get("parameters", {})
         for value in values.values():
             # Individual values too: an API key can show up alone, e.g. in a URL.
             register_secret(value)
+        oauth = None
+        if cached.binding is not None:
+            stored = StoredTokens(TokenSet.from_secret(secret.value), connection.secret_version, connection.status.value)
+            oauth = OAuthCall(cached.binding, stored)
         if connector.source == "native":
-            return ResolvedConnection(connection, connector, connector.auth, values, dict(values))
+            return ResolvedConnection(connection, connector, connector.auth, values, dict(values), oauth=oauth)
         loaded = await self._connectors.definition(connector)
         scheme, credentials = _credentials_for(loaded.parsed, connection.parameter_set, values, connection.plain_parameters)
         parameters = {**connection.plain_parameters, **values}
-        return ResolvedConnection(connection, connector, scheme, credentials, parameters, loaded)
+        return ResolvedConnection(connection, connector, scheme, credentials, parameters, loaded, oauth)
+
+    def forget(self, tenant_id: str, connection_id: str) -> None:
+        """Drop this instance's cached view of a connection (after a change)."""
+        self._resolved.evict((tenant_id, connection_id))
+
+
+def _check_usable(connection: Connection) -> None:
+    if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
+        raise ReauthorizationRequiredError(
+            f"connection {connection.id} needs reauthorization: POST /api/connections/{connection.id}/reauthorize",
+            extra={"connectionId": connection.id, "reauthorize": f"/api/connections/{connection.id}/reauthorize"},
+        )
+    if connection.status == ConnectionStatus.CONSENT_REQUIRED:
+        raise ConnectionNotUsableError(
+            f"connection {connection.id} is waiting for consent: open its consent URL, or "
+            f"POST /api/connections/{connection.id}/reauthorize for a new one",
+            code="connection_consent_required",
+            extra={"connectionId": connection.id, "reauthorize": f"/api/connections/{connection.id}/reauthorize"},
+        )
 
 
 def _credentials_for(
@@ -277,6 +384,8 @@ def _credentials_for(
         return AuthScheme("none"), {}
     if option.type == "basic":
         return AuthScheme("basic"), {"username": values.get("username", ""), "password": values.get("password", "")}
+    if option.type == "oauth2":
+        return AuthScheme("oauth2"), {}
     if option.type == "apiKey" and option.api_key is not None:
         key = values.get(option.api_key.parameter, "")
         if not key:  # an optional key left empty: send nothing rather than an empty credential

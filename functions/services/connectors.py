@@ -4,18 +4,21 @@ cannot be probed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from functions.domain.models import AuthScheme, Connector
+from functions.domain.models import AuthScheme, Connector, OAuthClientConfig
 from functions.errors import ConflictError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
+from functions.oauth import ProviderCatalog
+from functions.oauth.errors import CatalogError
 from functions.powerplatform import ConnectorDefinition, parse_definition
 from functions.powerplatform.export import export_definition
 from functions.powerplatform.routing import Router, build_router
 from functions.services.ids import is_valid_id, new_id
 from functions.services.ttl_cache import TtlCache
 from functions.stores.definitions import DefinitionStore
+from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.tables import MetadataStore
 from functions.upstream.urls import validate_base_url
 
@@ -51,6 +54,20 @@ class ConnectorInput:
     base_url: str
     auth: AuthScheme
     description: str | None = None
+    # OAuth 2.0 connectors: the client (its secret goes to the secret store).
+    oauth_client: OAuthClientInput | None = None
+
+
+def connector_secret_name(connector_id: str) -> str:
+    """The secret holding a connector's OAuth client secret."""
+    return f"connector-{connector_id}"
+
+
+@dataclass(frozen=True)
+class OAuthClientInput:
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    redirect_uri: str | None = None
 
 
 def connector_not_found(connector_id: str) -> NotFoundError:
@@ -71,6 +88,8 @@ class ConnectorService:
         self,
         store: MetadataStore,
         definitions: DefinitionStore,
+        secrets: CachedSecretStore,
+        catalog: ProviderCatalog,
         *,
         cache_seconds: float,
         public_base_url: str | None = None,
@@ -78,6 +97,8 @@ class ConnectorService:
     ) -> None:
         self._store = store
         self._definitions = definitions
+        self._secrets = secrets
+        self._catalog = catalog
         # For exports: where makers' connectors will call, and the audience of the
         # gateway's app registration they must request tokens for.
         self._public_base_url = public_base_url
@@ -135,7 +156,37 @@ class ConnectorService:
             self._parsed.put(key, cached)
         return cached
 
+    def _check_oauth(self, auth: AuthScheme) -> None:
+        """A native OAuth scheme must name a catalog provider with valid settings."""
+        if auth.oauth is None:
+            return
+        try:
+            spec = self._catalog.get(auth.oauth.provider)
+            self._catalog.check_settings(auth.oauth.provider, dict(auth.oauth.settings))
+        except CatalogError as exc:
+            raise ValidationFailedError(str(exc), errors=[{"field": "auth", "message": str(exc)}]) from None
+        if auth.oauth.grant == "client_credentials" and not spec.client_credentials:
+            message = f"{spec.display_name} does not offer the client-credentials grant"
+            raise ValidationFailedError(message, errors=[{"field": "auth.grant", "message": message}])
+
+    async def set_oauth_client(self, caller: Principal, connector_id: str, data: OAuthClientInput) -> Connector:
+        """Set or rotate the connector's OAuth client; the secret becomes a new version."""
+        connector = await self.get_visible(caller, connector_id)
+        return await self._save_oauth_client(connector, data)
+
+    async def _save_oauth_client(self, connector: Connector, data: OAuthClientInput) -> Connector:
+        if data.redirect_uri is not None:
+            validate_base_url(data.redirect_uri, field="redirectUri")
+        version = connector.oauth_client.secret_version if connector.oauth_client else None
+        if data.client_secret:
+            version = await self._secrets.set_secret(
+                connector_secret_name(connector.id), data.client_secret, tags={"connector": connector.id}
+            )
+        connector.oauth_client = OAuthClientConfig(data.client_id, version, data.redirect_uri)
+        return await self._store.replace_connector(connector)
+
     async def create(self, caller: Principal, data: ConnectorInput) -> Connector:
+        self._check_oauth(data.auth)
         connector = Connector(
             id=new_id(),
             tenant_id=caller.tenant_id,
@@ -145,7 +196,12 @@ class ConnectorService:
             auth=data.auth,
             description=data.description,
         )
-        return await self._store.insert_connector(connector)
+        connector = await self._store.insert_connector(connector)
+        if data.oauth_client is not None:
+            # Second step: the secret's name needs the connector id. If this fails the
+            # connector exists without a client secret; PUT .../oauth-client completes it.
+            connector = await self._save_oauth_client(connector, data.oauth_client)
+        return connector
 
     async def list_visible(self, caller: Principal) -> list[Connector]:
         return await self._store.list_connectors(caller.tenant_id, caller.object_id)
@@ -198,6 +254,7 @@ class ConnectorService:
     async def replace(self, caller: Principal, connector_id: str, data: ConnectorInput) -> Connector:
         connector = await self.get_visible(caller, connector_id)
         base_url = validate_base_url(data.base_url)
+        self._check_oauth(data.auth)
         if connector.source != "native":
             raise ConflictError(
                 f"connector {connector.id} was imported from a Power Platform definition; "
@@ -218,7 +275,10 @@ class ConnectorService:
         connector.base_url = base_url
         connector.auth = data.auth
         connector.description = data.description
-        return await self._store.replace_connector(connector)
+        connector = await self._store.replace_connector(connector)
+        if data.oauth_client is not None:
+            connector = await self._save_oauth_client(connector, data.oauth_client)
+        return connector
 
     async def delete(self, caller: Principal, connector_id: str) -> None:
         connector = await self.get_visible(caller, connector_id)
@@ -229,5 +289,7 @@ class ConnectorService:
                 code="connector_in_use",
             )
         await self._store.delete_connector(caller.tenant_id, connector.id)
+        if connector.oauth_client is not None:
+            await self._secrets.delete_secret(connector_secret_name(connector.id))
         if connector.source == "powerplatform":
             await self._definitions.delete(caller.tenant_id, connector.id)

@@ -34,7 +34,8 @@ from functions.powerplatform import (
     prepare_operation,
 )
 from functions.services.connections import ConnectionService, ResolvedConnection
-from functions.upstream.credentials import auth_for, credential_header_names
+from functions.services.oauth import OAuthService
+from functions.upstream.credentials import BearerAuth, auth_for, credential_header_names
 from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
 from functions.upstream.request import OutgoingRequest
 from functions.upstream.urls import build_upstream_url, encode_relative_path, validate_base_url
@@ -85,8 +86,9 @@ def _has_response_policies(definition: ConnectorDefinition, operation_id: str | 
 
 
 class InvocationService:
-    def __init__(self, connections: ConnectionService, http: httpx.AsyncClient) -> None:
+    def __init__(self, connections: ConnectionService, oauth: OAuthService, http: httpx.AsyncClient) -> None:
         self._connections = connections
+        self._oauth = oauth
         self._http = http
 
     async def invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
@@ -180,13 +182,34 @@ class InvocationService:
 
     async def send(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
         url = build_upstream_url(request.base_url, request.path, request.query)
-        auth = auth_for(resolved.scheme, resolved.credentials)
+        response = await self._send_once(resolved, request, url, await self._auth(resolved))
+        if response.status_code == 401 and resolved.oauth is not None:
+            # The provider may have revoked the token early: refresh once and retry.
+            await response.aclose()
+            response = await self._send_once(resolved, request, url, await self._auth(resolved, force=True))
+        return UpstreamResponse(
+            status=response.status_code,
+            headers=returnable_response_headers(response.headers.multi_items()),
+            _response=response,
+        )
+
+    async def _auth(self, resolved: ResolvedConnection, *, force: bool = False) -> httpx.Auth:
+        if resolved.oauth is None:
+            return auth_for(resolved.scheme, resolved.credentials)
+        token = await self._oauth.access_token(
+            resolved.connection, resolved.oauth.binding, resolved.oauth.stored, force=force
+        )
+        return BearerAuth(token)
+
+    async def _send_once(
+        self, resolved: ResolvedConnection, request: OutgoingRequest, url: httpx.URL, auth: httpx.Auth
+    ) -> httpx.Response:
         upstream = self._http.build_request(
             request.method, url, headers=request.headers, content=request.body
         )
         detail = {"connectionId": resolved.connection.id, "upstreamHost": url.host}
         try:
-            response = await self._http.send(upstream, auth=auth, stream=True, follow_redirects=False)
+            return await self._http.send(upstream, auth=auth, stream=True, follow_redirects=False)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
                 f"connection {resolved.connection.id}: upstream {url.host} did not answer in time",
@@ -205,11 +228,6 @@ class InvocationService:
                 f"({type(exc).__name__})",
                 extra=detail,
             ) from exc
-        return UpstreamResponse(
-            status=response.status_code,
-            headers=returnable_response_headers(response.headers.multi_items()),
-            _response=response,
-        )
 
 
 def _policy_base_url(value: str) -> str:

@@ -31,7 +31,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector
+from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector, OAuthClientConfig
 from functions.errors import ConflictError, DependencyUnavailableError
 from functions.settings import Settings
 
@@ -76,6 +76,7 @@ def _connector_to_entity(c: Connector) -> dict[str, Any]:
         "Auth": json.dumps(c.auth.to_dict()),
         "Description": c.description or "",
         "Source": c.source,
+        "OAuthClient": json.dumps(c.oauth_client.to_dict()) if c.oauth_client else "",
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -91,6 +92,7 @@ def _connector_from_entity(e: Any) -> Connector:
         auth=AuthScheme.from_dict(json.loads(e["Auth"])),
         description=e.get("Description") or None,
         source=e.get("Source") or "native",
+        oauth_client=OAuthClientConfig.from_dict(json.loads(e["OAuthClient"])) if e.get("OAuthClient") else None,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),
@@ -128,10 +130,18 @@ def _connection_from_entity(e: Any) -> Connection:
         parameters_set=tuple(json.loads(e.get("ParametersSet") or "[]")),
         parameter_set=e.get("ParameterSet") or None,
         plain_parameters=json.loads(e.get("PlainParameters") or "{}"),
+        token_expires_at=_token_expiry(e.get("TokenExpiresAt")),
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),
     )
+
+
+def _token_expiry(value: Any) -> datetime | None:
+    # The token store writes the epoch for "no expiry known".
+    if not isinstance(value, datetime) or value.year <= 1970:
+        return None
+    return value
 
 
 def _odata_quote(value: str) -> str:
@@ -252,14 +262,19 @@ class MetadataStore:
         return [_connection_from_entity(e) for e in entities]
 
     async def replace_connection(self, connection: Connection) -> Connection:
-        """Replace if unchanged since read (ETag); raises EntityChangedError otherwise."""
+        """Update if unchanged since read (ETag); raises EntityChangedError otherwise.
+
+        MERGE, not REPLACE: the OAuth token store owns columns of this entity
+        (SecretVersion after a refresh, TokenExpiresAt, lease, backoff) that must survive.
+        """
         connection.updated_at = _now()
         self.counters.writes += 1
+        entity = _connection_to_entity(connection)
         try:
             meta = await self._run(
                 lambda: self._connections.update_entity(
-                    _connection_to_entity(connection),
-                    mode=UpdateMode.REPLACE,
+                    entity,
+                    mode=UpdateMode.MERGE,
                     etag=connection.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
@@ -273,6 +288,22 @@ class MetadataStore:
         self.counters.writes += 1
         # delete_entity succeeds when the entity is already gone (idempotent).
         await self._run(lambda: self._connections.delete_entity(tenant_id, connection_id))
+
+    @property
+    def connections_client(self) -> TableClient:
+        """The connections table, for the OAuth token store (same entity, its own columns)."""
+        return self._connections
+
+    async def list_connections_expiring(self, before: datetime) -> list[Connection]:
+        """Connected OAuth connections whose access token expires before `before`
+        (cross-partition; used by the refresh timer only)."""
+        query = (
+            f"Status eq 'connected' and TokenExpiresAt gt datetime'1970-01-02T00:00:00Z' "
+            f"and TokenExpiresAt le datetime'{before.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+        )
+        self.counters.queries += 1
+        entities = await self._run(lambda: list(self._connections.query_entities(query)))
+        return [_connection_from_entity(e) for e in entities]
 
     def close(self) -> None:
         self._service.close()

@@ -36,6 +36,17 @@ class ApiKeyAuth(httpx.Auth):
         yield request
 
 
+class BearerAuth(httpx.Auth):
+    """`Authorization: Bearer <access token>` (RFC 6750 section 2.1)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
 def auth_for(scheme: AuthScheme, parameters: dict[str, str]) -> httpx.Auth:
     """The httpx.Auth that applies `scheme` with a connection's secret parameters."""
     if scheme.type == "basic":
@@ -48,7 +59,7 @@ def auth_for(scheme: AuthScheme, parameters: dict[str, str]) -> httpx.Auth:
 
 def credential_header_names(scheme: AuthScheme) -> tuple[str, ...]:
     """Headers the credential occupies; callers may not send their own."""
-    if scheme.type == "basic":
+    if scheme.type in ("basic", "oauth2"):
         return ("authorization",)
     if scheme.type == "apiKey" and scheme.api_key_in == "header" and scheme.api_key_name:
         return (scheme.api_key_name,)

@@ -15,12 +15,12 @@ async def create_connection(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
     body = await json_body(request, ConnectionCreate)
-    connection = await gateway.connections.create(
+    created = await gateway.connections.create(
         caller, connector_id, ConnectionInput(
             display_name=body.displayName, parameters=body.parameters, parameter_set=body.parameterSet
         )
     )
-    return ConnectionPublic.of(connection)
+    return ConnectionPublic.of(created.connection, created.consent_url)
 
 
 @router.get("/connections", response_model=ItemList)
@@ -32,6 +32,13 @@ async def list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemLi
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
 async def get_connection(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
     return ConnectionPublic.of(await gateway.connections.get_visible(caller, connection_id))
+
+
+@router.post("/connections/{connection_id}/reauthorize")
+async def reauthorize(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> dict[str, str | None]:
+    """A fresh consent URL for an OAuth connection; its id (and shares) stay."""
+    url = await gateway.connections.reauthorize(caller, connection_id)
+    return {"id": connection_id, "consentUrl": url or None}
 
 
 @router.delete("/connections/{connection_id}", status_code=204)

@@ -8,10 +8,18 @@ from starlette.datastructures import UploadFile
 
 from functions.api.bodies import json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
-from functions.api.schemas import ConnectorCreate, ConnectorImport, ConnectorPublic, ItemList, auth_scheme
+from functions.api.schemas import (
+    ConnectorCreate,
+    ConnectorImport,
+    ConnectorPublic,
+    ItemList,
+    OAuthClientUpdate,
+    auth_scheme,
+    oauth_client_input,
+)
 from functions.errors import UnsupportedMediaTypeError, ValidationFailedError
 from functions.powerplatform import API_DEFINITION_FILE, API_PROPERTIES_FILE, inspect_dict, parse_json_document
-from functions.services.connectors import ConnectorInput, ImportedDefinition
+from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
 
 # Imported definitions are documents of a few MiB at most.
 MAX_IMPORT_BYTES = 16 * 1024 * 1024
@@ -21,7 +29,11 @@ router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 
 def _input(body: ConnectorCreate) -> ConnectorInput:
     return ConnectorInput(
-        name=body.name, base_url=body.baseUrl, auth=auth_scheme(body.auth), description=body.description
+        name=body.name,
+        base_url=body.baseUrl,
+        auth=auth_scheme(body.auth),
+        description=body.description,
+        oauth_client=oauth_client_input(body.auth),
     )
 
 
@@ -111,6 +123,18 @@ async def export_connector(
     """
     exported = await gateway.connectors.export(caller, connector_id, connection_id=connectionId, client_id=clientId)
     return {"apiDefinition": exported[0], "apiProperties": exported[1]}
+
+
+@router.put("/{connector_id}/oauth-client", response_model=ConnectorPublic)
+async def set_oauth_client(
+    connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectorPublic:
+    """Set or rotate the connector's OAuth client (imported connectors get theirs here)."""
+    body = await json_body(request, OAuthClientUpdate)
+    connector = await gateway.connectors.set_oauth_client(
+        caller, connector_id, OAuthClientInput(body.clientId, body.clientSecret, body.redirectUri)
+    )
+    return ConnectorPublic.of(connector)
 
 
 @router.put("/{connector_id}", response_model=ConnectorPublic)

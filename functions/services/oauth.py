@@ -1,0 +1,368 @@
+"""OAuth 2.0 connections: consent, callback, bearer tokens on invoke, and the refresh job.
+
+The protocol work is in `functions.oauth` (framework-free); this service binds it to
+connectors and connections:
+
+- which provider and client a connection uses (`binding_for`): a native connector's
+  `auth.oauth` names a catalog provider; an imported Power Platform connector's
+  `oauthSetting` parameter names an identity provider, mapped onto the catalog below;
+- consent start / reauthorize (a URL with PKCE, state, nonce), client credentials;
+- the callback (single-use state bound to the connection and the user who asked);
+- the access token for an invocation (`access_token`), refreshed through the shared
+  `TokenRefresher` (one refresh per expiry across instances);
+- the timer job (`refresh_due`).
+
+The OAuth client secret lives in the secret store (`connector-{connector id}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+
+from functions.domain.models import Connection, ConnectionStatus, Connector
+from functions.errors import ConflictError, GatewayError
+from functions.identity.principal import Principal
+from functions.oauth import (
+    OAuthClient,
+    OAuthStateError,
+    OAuthStateExpiredError,
+    ProviderCatalog,
+    ProviderError,
+    ReauthorizationRequiredError,
+    ResolvedProvider,
+    StoredTokens,
+    TableStateStore,
+    TokenEndpointClient,
+    TokenRefresher,
+    TokenSet,
+    finish_consent,
+    start_consent,
+)
+from functions.oauth.errors import CatalogError
+from functions.oauth.table_store import TableConnectionTokenStore
+from functions.powerplatform import OAuth2Settings
+from functions.services.connectors import ConnectorService, LoadedDefinition, connector_secret_name
+from functions.stores.secrets.cache import CachedSecretStore
+from functions.stores.tables import MetadataStore
+
+log = logging.getLogger(__name__)
+
+CALLBACK_PATH = "/api/oauth/callback"
+
+# Power Platform identity providers -> catalog providers, and where each catalog
+# setting comes from in the definition's oAuthSettings (data, not code paths).
+POWER_PLATFORM_PROVIDERS: dict[str, dict[str, Any]] = {
+    "oauth2": {
+        "provider": "generic-oauth2",
+        "settings": {"authorization_url": "authorizationUrl", "token_url": "tokenUrl", "refresh_url": "refreshUrl"},
+    },
+    "oauth2generic": {
+        "provider": "generic-oauth2",
+        "settings": {"authorization_url": "authorizationUrl", "token_url": "tokenUrl", "refresh_url": "refreshUrl"},
+    },
+    "aad": {"provider": "entra-id", "settings": {"tenant": "custom:tenantId"}},
+    "github": {"provider": "github", "settings": {}},
+}
+
+
+class OAuthNotConfiguredError(ConflictError):
+    code = "oauth_client_not_configured"
+    title = "The connector's OAuth client is not configured"
+
+
+class OAuthNotSupportedError(GatewayError):
+    status = 501
+    code = "auth_type_not_supported"
+    title = "Authentication type not supported"
+
+
+@dataclass(frozen=True)
+class OAuthBinding:
+    """Everything needed to talk to the provider for one connection."""
+
+    provider: ResolvedProvider
+    client: OAuthClient
+    redirect_uri: str
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    outcome: Literal["connected", "denied", "invalid_state", "expired_state", "provider_error", "error"]
+    message: str
+    connection_id: str | None = None
+
+
+class OAuthService:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        secrets: CachedSecretStore,
+        connectors: ConnectorService,
+        states: TableStateStore,
+        tokens: TokenEndpointClient,
+        refresher: TokenRefresher,
+        catalog: ProviderCatalog,
+        http: httpx.AsyncClient,
+        *,
+        public_base_url: str | None,
+    ) -> None:
+        self._metadata = metadata
+        self._secrets = secrets
+        self._connectors = connectors
+        self._states = states
+        self._tokens = tokens
+        self._refresher = refresher
+        self._catalog = catalog
+        self._http = http
+        self._public_base_url = public_base_url
+        # The newest tokens this instance has seen per connection, so a refresh done
+        # here is used at once instead of after the metadata cache expires.
+        self._latest: dict[tuple[str, str], StoredTokens] = {}
+
+    # -- configuration ---------------------------------------------------------------
+
+    async def binding_for(
+        self,
+        connector: Connector,
+        definition: LoadedDefinition | None,
+        parameter_set: str | None,
+        plain_parameters: dict[str, Any],
+    ) -> OAuthBinding:
+        if definition is None:
+            assert connector.auth.oauth is not None
+            scheme = connector.auth.oauth
+            provider_id, values, scopes, grant = scheme.provider, dict(scheme.settings), scheme.scopes, scheme.grant
+            client_id = connector.oauth_client.client_id if connector.oauth_client else None
+        else:
+            option = definition.parsed.auth_option(parameter_set)
+            if option is None or option.oauth2 is None:
+                raise OAuthNotSupportedError("this connection's parameter set does not use OAuth 2.0")
+            provider_id, values, scopes = _power_platform_provider(option.oauth2, plain_parameters)
+            grant = "authorization_code"
+            client_id = (connector.oauth_client.client_id if connector.oauth_client else None) or option.oauth2.client_id
+        if not client_id or client_id.startswith("[["):
+            raise OAuthNotConfiguredError(
+                f"connector {connector.id} has no OAuth client id; "
+                f"PUT /api/connectors/{connector.id}/oauth-client first"
+            )
+        secret = await self._client_secret(connector)
+        try:
+            provider = await self._catalog.resolve(provider_id, values, http=self._http)
+        except CatalogError as exc:
+            raise OAuthNotConfiguredError(f"connector {connector.id}: {exc}") from None
+        redirect = (connector.oauth_client.redirect_uri if connector.oauth_client else None) or self._fixed_redirect()
+        return OAuthBinding(provider, OAuthClient(client_id, secret, tuple(scopes)), redirect, grant)
+
+    def _fixed_redirect(self) -> str:
+        if not self._public_base_url:
+            raise OAuthNotConfiguredError(
+                "GATEWAY_PUBLIC_BASE_URL is not set: the OAuth redirect URI needs the gateway's external URL"
+            )
+        return self._public_base_url.rstrip("/") + CALLBACK_PATH
+
+    async def _client_secret(self, connector: Connector) -> str | None:
+        if connector.oauth_client is None or connector.oauth_client.secret_version is None:
+            return None
+        secret = await self._secrets.get_secret(
+            connector_secret_name(connector.id), connector.oauth_client.secret_version
+        )
+        return secret.value
+
+    # -- consent ---------------------------------------------------------------------
+
+    async def consent_url(self, caller: Principal, connection: Connection, binding: OAuthBinding) -> str:
+        request = await start_consent(
+            binding.provider,
+            binding.client,
+            self._states,
+            tenant_id=connection.tenant_id,
+            connection_id=connection.id,
+            user_id=caller.object_id,
+            redirect_uri=binding.redirect_uri,
+        )
+        return request.url
+
+    async def connect_client_credentials(self, connection: Connection, binding: OAuthBinding) -> None:
+        """Service connections: no user, tokens from the client-credentials grant."""
+        tokens = await self._tokens.client_credentials(binding.provider, binding.client)
+        await self._token_store(connection).store_consent(tokens, connection.secret_name)
+
+    async def handle_callback(self, params: dict[str, str]) -> CallbackResult:
+        state = params.get("state", "")
+        if not state:
+            return CallbackResult("invalid_state", "The sign-in response had no state. Start again from the gateway.")
+        try:
+            record = await self._states.consume(state)
+        except OAuthStateExpiredError:
+            return CallbackResult("expired_state", "This sign-in link has expired. Start again from the gateway.")
+        except OAuthStateError:
+            return CallbackResult(
+                "invalid_state", "This sign-in response is not valid or was already used. Start again from the gateway."
+            )
+        if params.get("error"):
+            denied = params["error"] == "access_denied"
+            return CallbackResult(
+                "denied" if denied else "provider_error",
+                "Access was not granted; the connection was not changed."
+                if denied
+                else f"The provider reported an error ({_safe_code(params['error'])}); the connection was not changed.",
+                record.connection_id,
+            )
+        connection = await self._metadata.get_connection(record.tenant_id, record.connection_id)
+        if connection is None or connection.owner_id != record.user_id or connection.status in (
+            ConnectionStatus.PENDING,
+            ConnectionStatus.DELETING,
+        ):
+            return CallbackResult("invalid_state", "The connection for this sign-in no longer exists.")
+        connector = await self._metadata.get_connector(connection.tenant_id, connection.connector_id)
+        if connector is None:
+            return CallbackResult("invalid_state", "The connector for this sign-in no longer exists.")
+        definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+        try:
+            binding = await self.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
+            tokens = await finish_consent(record, binding.provider, binding.client, self._tokens, code=params.get("code", ""))
+            await self._token_store(connection).store_consent(tokens, connection.secret_name)
+        except ProviderError as exc:
+            log.warning("OAuth code exchange failed for connection %s: %s", connection.id, exc.code)
+            return CallbackResult(
+                "provider_error", "The provider refused the sign-in; try again.", connection.id
+            )
+        except GatewayError as exc:
+            log.warning("OAuth callback failed for connection %s: %s", connection.id, exc.code)
+            return CallbackResult("error", "The gateway could not complete the sign-in; try again.", connection.id)
+        self._latest.pop((connection.tenant_id, connection.id), None)
+        return CallbackResult("connected", "The connection is ready. You can close this window.", connection.id)
+
+    # -- invoke ----------------------------------------------------------------------
+
+    async def access_token(
+        self, connection: Connection, binding: OAuthBinding, stored: StoredTokens, *, force: bool = False
+    ) -> str:
+        key = (connection.tenant_id, connection.id)
+        latest = self._latest.get(key)
+        current = stored
+        if latest is not None and latest.tokens is not None and (
+            stored.tokens is None or _expiry(latest.tokens) > _expiry(stored.tokens)
+        ):
+            current = latest
+        try:
+            tokens = await self._refresher.ensure_fresh(
+                self._token_store(connection), binding.provider, binding.client, current=current, force=force
+            )
+        except ReauthorizationRequiredError as exc:
+            exc.extra.setdefault("reauthorize", f"/api/connections/{connection.id}/reauthorize")
+            exc.extra.setdefault("connectionId", connection.id)
+            raise
+        if current.tokens is None or tokens.access_token != current.tokens.access_token:
+            self._latest[key] = StoredTokens(tokens=tokens, version=None)
+        return tokens.access_token
+
+    def _token_store(self, connection: Connection) -> TableConnectionTokenStore:
+        return TableConnectionTokenStore(
+            self._metadata.connections_client,
+            self._secrets,
+            connection.tenant_id,
+            connection.id,
+            secret_tags={"connection": connection.id, "connector": connection.connector_id},
+        )
+
+    # -- timer -----------------------------------------------------------------------
+
+    async def refresh_due(self, *, horizon: timedelta = timedelta(minutes=10), limit: int = 200) -> dict[str, int]:
+        """Refresh connected OAuth connections whose access token expires within
+        `horizon` (plus the provider margin), a bounded batch per run, a few at a
+        time. Regular refreshes also keep refresh tokens from expiring idle. The lease
+        keeps this from racing the request path."""
+        now = datetime.now(UTC)
+        due = await self._metadata.list_connections_expiring(now + horizon)
+        summary = {"due": len(due), "refreshed": 0, "failed": 0}
+        gate = asyncio.Semaphore(4)
+
+        async def refresh(connection: Connection) -> None:
+            async with gate:
+                try:
+                    connector = await self._metadata.get_connector(connection.tenant_id, connection.connector_id)
+                    if connector is None:
+                        return
+                    definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+                    binding = await self.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
+                    store = self._token_store(connection)
+                    current = await store.read_current()
+                    if current.tokens is not None and not current.tokens.expires_within(
+                        horizon.total_seconds() + binding.provider.spec.refresh_margin_seconds
+                    ):
+                        return
+                    await self._refresher.ensure_fresh(store, binding.provider, binding.client, current=current, force=True)
+                    summary["refreshed"] += 1
+                except GatewayError as exc:
+                    summary["failed"] += 1
+                    log.warning("scheduled refresh failed for connection %s: %s", connection.id, exc.code)
+
+        await asyncio.gather(*(refresh(c) for c in due[:limit]))
+        return summary
+
+
+def _expiry(tokens: TokenSet) -> datetime:
+    return tokens.expires_at or datetime.max.replace(tzinfo=UTC)
+
+
+def _safe_code(value: str) -> str:
+    """An OAuth error code for display: RFC 6749 codes are [\\x20-\\x7E] without quotes;
+    keep it short and plain."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "", value)[:64] or "unknown"
+
+
+_TEMPLATE = re.compile(r"\{([A-Za-z0-9_:.-]+)\}")
+
+
+def _power_platform_provider(
+    settings: OAuth2Settings, plain_parameters: dict[str, Any]
+) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    mapping = POWER_PLATFORM_PROVIDERS.get(settings.identity_provider)
+    if mapping is None:
+        raise OAuthNotSupportedError(
+            f"the {settings.identity_provider!r} identity provider is not supported "
+            f"(supported: {', '.join(sorted(POWER_PLATFORM_PROVIDERS))})"
+        )
+    sources = {
+        "authorizationUrl": settings.authorization_url,
+        "tokenUrl": settings.token_url,
+        "refreshUrl": settings.refresh_url,
+    }
+    values: dict[str, str] = {}
+    for name, source in mapping["settings"].items():
+        if source.startswith("custom:"):
+            raw = settings.custom_parameters.get(source[7:])
+            value = raw.get("value") if isinstance(raw, dict) else raw
+        else:
+            value = sources.get(source)
+        if value:
+            values[name] = _render_connection_template(str(value), plain_parameters)
+    scopes = settings.scopes
+    resource = settings.custom_parameters.get("resourceUri")
+    resource_uri = resource.get("value") if isinstance(resource, dict) else resource
+    if not scopes and resource_uri:
+        # Power Platform's aad provider names a v1 resource; v2 endpoints take a scope.
+        scopes = (f"{str(resource_uri).rstrip('/')}/.default",)
+    return mapping["provider"], values, tuple(scopes)
+
+
+def _render_connection_template(value: str, parameters: dict[str, Any]) -> str:
+    """oauth2generic URLs name connection parameters in braces: `{instanceUrl}/token`."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        for candidate in (name, f"token:{name}"):
+            if candidate in parameters:
+                return str(parameters[candidate]).rstrip("/")
+        raise OAuthNotConfiguredError(f"the OAuth URL template needs the connection parameter {name!r}")
+
+    return _TEMPLATE.sub(substitute, value)
