@@ -12,3 +12,8 @@ app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.ANON
 @app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False)
 async def cleanup_connections(timer: func.TimerRequest) -> None:
     await jobs.cleanup_connections()
+
+
+@app.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False)
+async def refresh_due_tokens(timer: func.TimerRequest) -> None:
+    await jobs.refresh_due_tokens()

@@ -25,3 +25,17 @@ async def cleanup_connections(settings: Settings | None = None) -> int:
         await gateway.close()
     log.info("cleanup removed %d interrupted connection(s)", removed)
     return removed
+
+
+async def refresh_due_tokens(settings: Settings | None = None) -> dict[str, int]:
+    """Refresh OAuth tokens about to expire (one bounded batch), so requests rarely wait
+    for a refresh and refresh tokens never expire idle."""
+    from functions.container import Gateway
+
+    gateway = await Gateway.start(settings or Settings.from_env())
+    try:
+        summary = await gateway.oauth.refresh_due()
+    finally:
+        await gateway.close()
+    log.info("token refresh: %s", summary)
+    return summary

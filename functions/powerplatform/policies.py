@@ -105,6 +105,9 @@ def apply_request_policies(
         elif template == "setproperty" and context.body is not MISSING:
             if _set_property(policy, context):
                 out.body = _dump_json(context.body)
+        elif template == "stringreplace" and context.body is not MISSING:
+            if _string_replace(policy, context):
+                out.body = _dump_json(context.body)
     return out
 
 
@@ -132,7 +135,7 @@ def apply_response_policies(
             continue
         if not (policy.section == "response" or (policy.section == "failure" and status >= 400)):
             continue
-        if policy.template_id == "setproperty" and not parsed:
+        if policy.template_id in BODY_TEMPLATES and not parsed:
             document, parsed = _parse_json(body_bytes), True
         context = EvaluationContext(
             connection_parameters=connection_parameters or {},
@@ -144,6 +147,8 @@ def apply_response_policies(
             out_headers = _set_pair(policy, out_headers, context, is_header=True)
         elif policy.template_id == "setproperty" and document is not MISSING:
             changed = _set_property(policy, context) or changed
+        elif policy.template_id == "stringreplace" and document is not MISSING:
+            changed = _string_replace(policy, context) or changed
     if not changed:
         return out_headers, body_bytes
     new_body = _dump_json(document)
@@ -268,6 +273,37 @@ def _set_property(policy: PolicyTemplateInstance, context: EvaluationContext) ->
     return changed
 
 
+# --- stringreplace --------------------------------------------------------------------
+
+
+def _string_replace(policy: PolicyTemplateInstance, context: EvaluationContext) -> bool:
+    """For each item under the parent path, replace `source` in its string property and
+    write the result to the target path (the same property by default)."""
+    parent = evaluate(policy.compiled["parent"], context)
+    targets = parent if isinstance(parent, list) else [parent]
+    changed = False
+    for item in targets:
+        if not isinstance(item, dict):
+            continue
+        value = _lookup(item, policy.compiled["subPath"])
+        if not isinstance(value, str):
+            continue
+        replaced = value.replace(policy.compiled["source"], policy.compiled["replacement"])
+        changed = _assign(item, policy.compiled["target"], replaced) or changed
+    return changed
+
+
+def _lookup(node: Any, keys: Sequence[str | int]) -> Any:
+    for key in keys:
+        if isinstance(node, dict) and isinstance(key, str):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
+            node = node[key]
+        else:
+            return None
+    return node
+
+
 def _assign(target: Any, keys: Sequence[str | int], value: Any) -> bool:
     node = target
     for key, following in zip(keys[:-1], keys[1:], strict=True):
@@ -291,8 +327,11 @@ def _assign(target: Any, keys: Sequence[str | int], value: Any) -> bool:
     return False
 
 
+BODY_TEMPLATES = frozenset({"setproperty", "stringreplace"})
+
+
 def _reads_body(policy: PolicyTemplateInstance) -> bool:
-    if policy.template_id == "setproperty":
+    if policy.template_id in BODY_TEMPLATES:
         return True
     return any(
         isinstance(value, Template) and bool(value.functions() & {"body", "item"})

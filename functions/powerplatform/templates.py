@@ -14,6 +14,9 @@ Supported templates and the parameters they read:
     routerequesttoendpoint  newPath, httpMethod (optional)         section Request
     setproperty             newPropertyParentPathTemplate, newPropertySubPathTemplate,
                             propertyValuePathTemplate              Request, Response
+    stringreplace           propertyParentPath, propertySubPath, sourceString,
+                            replacementString, newPropertyPath (optional; default: in
+                            place)                                 Request, Response
 
 Any other template id is unsupported. A supported one is unsupported too when a required
 parameter is missing, an expression does not parse (unknown function, bad syntax) or
@@ -104,6 +107,34 @@ def _compile_set_property(parameters: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _item_relative_path(text: str) -> tuple[str | int, ...]:
+    """`@item().id`, `item().a.b` or `a.b`: a path below the current item."""
+    cleaned = text.strip()
+    for prefix in ("@item()", "item()"):
+        if cleaned.startswith(prefix):
+            cleaned = cleaned[len(prefix):].lstrip(".")
+            break
+    if not cleaned:
+        raise _Unusable("newPropertyPath must name a property of the item")
+    return parse_property_path(cleaned)
+
+
+def _compile_string_replace(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    parent = _required_text(parameters, "propertyParentPath")
+    sub_path = _required_text(parameters, "propertySubPath")
+    source = _required_text(parameters, "sourceString")
+    if source == "":
+        raise _Unusable("sourceString must not be empty")
+    target = _optional_text(parameters, "newPropertyPath")
+    return {
+        "parent": parse_expression(parent.strip()),
+        "subPath": parse_property_path(sub_path),
+        "source": source,
+        "replacement": _optional_text(parameters, "replacementString") or "",
+        "target": _item_relative_path(target) if target else parse_property_path(sub_path),
+    }
+
+
 Compiler = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 # template id -> (sections it may run in, compiler of its parameters)
@@ -113,6 +144,7 @@ SUPPORTED_TEMPLATES: Mapping[str, tuple[frozenset[str], Compiler]] = {
     "dynamichosturl": (frozenset({"request"}), _compile_host),
     "routerequesttoendpoint": (frozenset({"request"}), _compile_route),
     "setproperty": (frozenset({"request", "response"}), _compile_set_property),
+    "stringreplace": (frozenset({"request", "response"}), _compile_string_replace),
 }
 
 

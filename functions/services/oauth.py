@@ -147,7 +147,9 @@ class OAuthService:
                 raise OAuthNotSupportedError("this connection's parameter set does not use OAuth 2.0")
             provider_id, values, scopes = _power_platform_provider(option.oauth2, plain_parameters)
             grant = "authorization_code"
-            client_id = (connector.oauth_client.client_id if connector.oauth_client else None) or option.oauth2.client_id
+            # Definitions ship placeholder client ids ("[[CLIENT ID]]", "PLACEHOLDER_..."):
+            # an imported connector needs its client configured on the gateway.
+            client_id = connector.oauth_client.client_id if connector.oauth_client else None
         if not client_id or client_id.startswith("[["):
             raise OAuthNotConfiguredError(
                 f"connector {connector.id} has no OAuth client id; "

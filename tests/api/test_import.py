@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from urllib.parse import parse_qs, urlsplit
 
 from functions.services.ids import new_id
 from tests.api.helpers import assert_problem
@@ -300,3 +301,69 @@ def test_cli_import_through_the_real_api(gateway: GatewayUnderTest, echo: Any) -
     done = subprocess.run([*command[:5], str(bad), *command[6:]], capture_output=True, text=True, timeout=60, env=env, check=False)
     assert done.returncode == 2
     assert "apiDefinition.swagger.json: line 734 column 3" in done.stderr and "Traceback" not in done.stderr
+
+
+def _complete_consent_directly(gateway: GatewayUnderTest, connection: dict[str, Any], access_token: str) -> None:
+    """Stand in for a consent at a provider we cannot reach from here (the sample's
+    real OAuth endpoints): store tokens the way the callback does."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from functions.oauth import TokenSet
+    from functions.oauth.table_store import TableConnectionTokenStore
+
+    state = gateway.state
+    store = TableConnectionTokenStore(
+        state.metadata.connections_client, state.secrets, gateway.settings.tenant_ids[0], connection["id"]
+    )
+    tokens = TokenSet(access_token=access_token, token_type="Bearer", expires_at=datetime.now(UTC) + timedelta(hours=1), refresh_token="rt-" + access_token)
+    asyncio.run(store.store_consent(tokens, f"conn-{connection['id']}"))
+
+
+def test_oauth_sample_with_set_property_policies(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("pp-oauth") as client:
+        # Request section: Blackbaud's CreateGift wraps body().payments into an array.
+        blackbaud = import_folder(client, sample("certified-connectors/Blackbaud Church Management"), echo.url)
+        created = client.post(f"/api/connectors/{blackbaud['id']}/connections", json={"displayName": "bb"})
+        assert_problem(created, 409, "oauth_client_not_configured")
+        configured = client.put(f"/api/connectors/{blackbaud['id']}/oauth-client", json={"clientId": "bb-client", "clientSecret": "bb-secret-1"})
+        assert configured.status_code == 200 and configured.json()["oauthClient"]["clientSecretSet"] is True
+        created = client.post(f"/api/connectors/{blackbaud['id']}/connections", json={"displayName": "bb"})
+        assert created.status_code == 201, created.text
+        connection = created.json()
+        assert connection["status"] == "consent_required"
+        consent_query = parse_qs(urlsplit(connection["consentUrl"]).query)
+        assert connection["consentUrl"].startswith("https://oauth2.sky.blackbaud.com/authorization")
+        assert consent_query["client_id"] == ["bb-client"] and consent_query["code_challenge_method"] == ["S256"]
+        _complete_consent_directly(gateway, connection, "bb-access-1")
+        # Through the raw route: the gateway matches POST /gift/v1/gifts to CreateGift.
+        response = client.post(
+            f"/api/connections/{connection['id']}/invoke/gift/v1/gifts",
+            json={"constituent_id": "1", "payments": {"method": "Cash"}, "receipts": {"amount": 1}},
+        )
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert header_values(report, "authorization") == ["Bearer bb-access-1"]
+        sent = json.loads(report["body"])
+        assert sent["payments"] == [{"method": "Cash"}] and sent["receipts"] == [{"amount": 1}]
+        # setheader (all operations) from the same definition.
+        assert header_values(report, "bb-api-subscription-key") or any(
+            p["templateId"] == "setheader" for p in blackbaud["definition"]["policies"]
+        )
+
+        # Response section: FreeAgent's ListInvoices adds a title to each invoice.
+        freeagent = import_folder(client, sample("independent-publisher-connectors/FreeAgent"), echo.url + "/v2")
+        client.put(f"/api/connectors/{freeagent['id']}/oauth-client", json={"clientId": "fa", "clientSecret": "fa-secret-1"}).raise_for_status()
+        fa = client.post(f"/api/connectors/{freeagent['id']}/connections", json={"displayName": "fa"}).json()
+        _complete_consent_directly(gateway, fa, "fa-access-1")
+        canned = json.dumps({"invoices": [
+            {"url": "https://api.freeagent.com/v2/invoices/7", "reference": "INV-7"},
+            {"url": "https://api.freeagent.com/v2/invoices/8", "reference": "INV-8"},
+        ]})
+        listed = client.get(f"/api/connections/{fa['id']}/invoke/invoices", headers={"X-Echo-Respond": canned})
+        assert listed.status_code == 200, listed.text
+        invoices = listed.json()["invoices"]
+        # stringreplace: id from the URL; then setproperty: title from id and reference.
+        assert [i["id"] for i in invoices] == ["7", "8"]
+        assert [i["title"] for i in invoices] == ["7-INV-7", "8-INV-8"]
+        assert "content-encoding" not in listed.headers

@@ -248,3 +248,27 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(start_gatew
     finally:
         stop_process(process)
         oidc.configure(tokenDelayMs=0, accessTokenTtl=3600)
+
+
+def test_refresh_due_job_refreshes_expiring_tokens(gateway: GatewayUnderTest, oidc: Any, echo: Any) -> None:
+    """The timer's job (also `python -m functions refresh-due`) refreshes tokens that
+    expire within its horizon, once, and leaves the others alone."""
+    import asyncio
+
+    from functions import jobs
+
+    oidc.configure(accessTokenTtl=400)  # inside the job's 10-minute horizon
+    with gateway.client("oauth-timer") as client:
+        soon = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
+        oidc.configure(accessTokenTtl=7200)
+        later = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
+        before = oidc.token_requests("refresh_token")
+        summary = asyncio.run(jobs.refresh_due_tokens(gateway.settings))
+        assert summary["failed"] == 0 and summary["refreshed"] >= 1
+        assert oidc.token_requests("refresh_token") - before == summary["refreshed"]
+        refreshed = client.get(f"/api/connections/{soon['id']}").json()
+        assert refreshed["tokenExpiresAt"] > soon["tokenExpiresAt"]
+        assert client.get(f"/api/connections/{later['id']}").json()["tokenExpiresAt"] == later["tokenExpiresAt"]
+        # The request path keeps working with the refreshed token.
+        assert client.get(f"/api/connections/{soon['id']}/invoke/after").status_code == 200
+    oidc.configure(accessTokenTtl=3600)

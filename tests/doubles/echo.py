@@ -6,6 +6,7 @@ list as received and the body. A few paths behave differently:
     /status/{code}       answers with that status
     /bytes/{n}           streams n bytes of b"x" in 64 KiB chunks
     /headers-out         answers with repeated and hop-by-hop headers
+    X-Echo-Respond: JSON  (request header) answers with that JSON instead of the report
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
             piece = chunk[: min(len(chunk), total - sent)]
             sent += len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+        return
+    elif any(k == b"x-echo-respond" for k, _ in scope["headers"]):
+        # Answer with the JSON the caller supplied (to exercise response policies).
+        canned = next(v for k, v in scope["headers"] if k == b"x-echo-respond")
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": canned})
         return
     elif path == "/headers-out":
         headers += [(b"link", b"<a>; rel=next"), (b"link", b"<b>; rel=prev"),
