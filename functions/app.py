@@ -7,15 +7,14 @@ invocation).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import uuid
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions import logging_redaction
+from functions import logging_redaction, observability
 from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
 from functions.api.routes import connections, connectors, health, invoke, oauth
 from functions.settings import Settings
@@ -34,6 +33,7 @@ class CorrelationIdMiddleware:
             return
         cid = uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = cid
+        token = observability.correlation_id.set(cid)
         header = (CORRELATION_HEADER.lower().encode(), cid.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -42,7 +42,10 @@ class CorrelationIdMiddleware:
                 message["headers"] = [*headers, header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            observability.correlation_id.reset(token)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

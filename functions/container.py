@@ -19,15 +19,17 @@ import httpx
 from functions.identity.tokens import TokenValidator
 from functions.oauth import TableStateStore, TokenEndpointClient, TokenRefresher, default_catalog
 from functions.services.connections import ConnectionService
-from functions.services.oauth import OAuthService
 from functions.services.connectors import ConnectorService
 from functions.services.invocation import InvocationService
+from functions.services.oauth import OAuthService
 from functions.settings import Settings
+from functions.stores.audit import AuditLog
 from functions.stores.definitions import DefinitionStore
-from functions.upstream.resolve import ResolvingTransport, parse_overrides
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.secrets.factory import build_secret_store
+from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore, build_table_service
+from functions.upstream.resolve import ResolvingTransport, parse_overrides
 
 
 def _upstream_tls(settings: Settings) -> ssl.SSLContext:
@@ -70,6 +72,8 @@ class Gateway:
     connections: ConnectionService
     oauth: OAuthService
     invocations: InvocationService
+    shares: ShareStore
+    audit: AuditLog
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -92,6 +96,11 @@ class Gateway:
         await definitions.ensure_table()
         states = TableStateStore(tables, settings.table_prefix)
         await states.ensure_table()
+        shares = ShareStore(tables, settings.table_prefix)
+        await shares.ensure_table()
+        audit = AuditLog(tables, settings.table_prefix)
+        await audit.ensure_table()
+        audit.start()
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
         catalog = default_catalog()
@@ -100,6 +109,7 @@ class Gateway:
             definitions,
             secrets,
             catalog,
+            shares,
             cache_seconds=settings.metadata_cache_seconds,
             public_base_url=settings.public_base_url,
             audience=settings.audiences[0],
@@ -116,10 +126,19 @@ class Gateway:
             TokenRefresher(token_client),
             catalog,
             http,
+            audit,
             public_base_url=settings.public_base_url,
         )
         connections = ConnectionService(
-            metadata, secrets, connectors, oauth, cache_seconds=settings.metadata_cache_seconds
+            metadata,
+            secrets,
+            connectors,
+            oauth,
+            shares,
+            audit,
+            cache_seconds=settings.metadata_cache_seconds,
+            admin_role=settings.admin_role,
+            admin_groups=settings.admin_group_ids,
         )
         return cls(
             settings=settings,
@@ -130,10 +149,13 @@ class Gateway:
             connectors=connectors,
             connections=connections,
             oauth=oauth,
-            invocations=InvocationService(connections, oauth, http),
+            invocations=InvocationService(connections, oauth, http, audit),
+            shares=shares,
+            audit=audit,
         )
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.http.aclose()
         self.metadata.close()
         self.secrets.close()

@@ -41,6 +41,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_DEV_UPSTREAM_RESOLVE",
     "GATEWAY_MAX_REQUEST_BYTES",
     "GATEWAY_PUBLIC_BASE_URL",
+    "GATEWAY_ADMIN_ROLE",
+    "GATEWAY_ADMIN_GROUP_IDS",
 )
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
@@ -85,6 +87,9 @@ class Settings:
     dev_upstream_resolve: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     public_base_url: str | None = None
+    # Gateway administrators: callers with this app role, or in one of these groups.
+    admin_role: str = "Gateway.Admin"
+    admin_group_ids: tuple[str, ...] = ()
 
     @property
     def is_development(self) -> bool:
@@ -144,6 +149,8 @@ class Settings:
             dev_upstream_resolve=get("GATEWAY_DEV_UPSTREAM_RESOLVE"),
             max_request_bytes=int(number("GATEWAY_MAX_REQUEST_BYTES", 16 * 1024 * 1024)),
             public_base_url=get("GATEWAY_PUBLIC_BASE_URL"),
+            admin_role=get("GATEWAY_ADMIN_ROLE") or "Gateway.Admin",
+            admin_group_ids=_split(get("GATEWAY_ADMIN_GROUP_IDS") or ""),
         )
         settings.validate()
         return settings

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme
+from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme, Share
 from functions.services.connectors import OAuthClientInput
 
 # RFC 9110 token: what a header name may contain.
@@ -87,6 +87,62 @@ class ConnectorCreate(Strict):
     baseUrl: str = Field(min_length=1, max_length=2048)
     auth: AuthInput = Field(default_factory=lambda: AuthNone(type="none"))
     description: str | None = Field(default=None, max_length=4000)
+    # May connections to this connector be shared (callers acting with the owner's
+    # credentials)? Power Platform definitions can also forbid it per parameter set.
+    allowConnectionSharing: bool = True
+
+
+class PrincipalRef(Strict):
+    type: Literal["user", "group", "app"]
+    # Object id (users, groups, apps) or client id (apps).
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+
+
+class ConnectorShareCreate(Strict):
+    principal: PrincipalRef
+    role: Literal["user", "owner"] = "user"
+
+
+class ConnectionShareCreate(Strict):
+    principal: PrincipalRef
+
+
+class ShareDelete(Strict):
+    principal: PrincipalRef
+
+
+class SharePublic(BaseModel):
+    principal: dict[str, str]
+    role: str
+    grantedBy: str
+    grantedAt: datetime | None
+    statement: str | None = None
+
+    @classmethod
+    def of(cls, share: Share, statement: str | None = None) -> SharePublic:
+        return cls(
+            principal={"type": share.principal_type, "id": share.principal_id},
+            role=share.role,
+            grantedBy=share.granted_by,
+            grantedAt=share.granted_at,
+            statement=statement,
+        )
+
+
+class ConnectionUpdate(Strict):
+    displayName: str | None = Field(default=None, min_length=1, max_length=200)
+    parameters: dict[str, Any] | None = None
+
+
+class Offboard(Strict):
+    action: Literal["transfer", "disable"]
+    newOwner: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+
+    @model_validator(mode="after")
+    def _new_owner(self) -> Offboard:
+        if (self.action == "transfer") != (self.newOwner is not None):
+            raise ValueError("newOwner is required with action transfer, and only then")
+        return self
 
 
 class ConnectorPublic(BaseModel):
@@ -96,6 +152,7 @@ class ConnectorPublic(BaseModel):
     # Native connectors: the scheme. Imported ones: see definition.authOptions.
     auth: dict[str, Any] | None
     description: str | None
+    allowConnectionSharing: bool = True
     source: str
     owner: str
     createdAt: datetime | None
@@ -122,6 +179,7 @@ class ConnectorPublic(BaseModel):
             auth=c.auth.to_dict() if c.source == "native" else None,
             oauthClient=client,
             description=c.description,
+            allowConnectionSharing=c.allow_connection_sharing,
             source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,

@@ -29,6 +29,30 @@ class ConnectionStatus(StrEnum):
     CONSENT_REQUIRED = "consent_required"
     # OAuth: the grant is dead (revoked, invalid_grant); only a new consent fixes it.
     REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    # Switched off by an admin (e.g. its owner left): visible, never usable.
+    DISABLED = "disabled"
+
+
+ShareRole = Literal["user", "owner", "invoke"]
+PrincipalType = Literal["user", "group", "app"]
+
+
+@dataclass(frozen=True)
+class Share:
+    """A grant on a connector (role `user` or `owner`) or a connection (role `invoke`)."""
+
+    tenant_id: str
+    resource_type: Literal["connector", "connection"]
+    resource_id: str
+    principal_type: PrincipalType
+    principal_id: str
+    role: ShareRole
+    granted_by: str
+    granted_at: datetime | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.principal_type}:{self.principal_id}"
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,9 @@ class Connector:
     # "powerplatform": an imported definition pair is stored (stores/definitions.py).
     source: ConnectorSource = "native"
     oauth_client: OAuthClientConfig | None = None
+    # Whether connections to this connector may be shared (native connectors; imported
+    # ones follow their parameter sets' `allowSharing`).
+    allow_connection_sharing: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

@@ -28,3 +28,17 @@ class Principal:
     def key(self) -> str:
         """Tenant-qualified id, safe to store as an owner reference."""
         return f"{self.tenant_id}/{self.object_id}"
+
+    @property
+    def share_keys(self) -> frozenset[str]:
+        """The grant subjects that match this caller: `user:<oid>` or `app:<oid>` and
+        `app:<client id>` (Logic Apps and other clients are granted by either), and
+        `group:<id>` for each group in the token."""
+        if self.kind == "app":
+            keys = {f"app:{self.object_id}"}
+            if self.app_id:
+                keys.add(f"app:{self.app_id}")
+        else:
+            keys = {f"user:{self.object_id}"}
+        keys.update(f"group:{group}" for group in self.groups)
+        return frozenset(keys)

@@ -17,25 +17,37 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector
-from functions.powerplatform import ConnectorDefinition, validate_connection_parameters
+from functions.domain.models import (
+    AuthScheme,
+    Connection,
+    ConnectionStatus,
+    Connector,
+    PrincipalType,
+    Share,
+)
 from functions.errors import (
     ConflictError,
     ConnectionNotUsableError,
+    ForbiddenError,
     GatewayError,
     NotFoundError,
     ValidationFailedError,
 )
-from functions.oauth import ReauthorizationRequiredError, StoredTokens, TokenSet
 from functions.identity.principal import Principal
 from functions.logging_redaction import register_secret
+from functions.oauth import ReauthorizationRequiredError, StoredTokens, TokenSet
+from functions.observability import correlation_id
+from functions.powerplatform import ConnectorDefinition, validate_connection_parameters
+from functions.services.access import connection_role, is_admin
 from functions.services.connectors import ConnectorService, LoadedDefinition
 from functions.services.ids import is_valid_id, new_id
 from functions.services.oauth import OAuthBinding, OAuthService
 from functions.services.ttl_cache import TtlCache
+from functions.stores.audit import AuditEvent, AuditLog, connection_partition, principal_partition
 from functions.stores.secrets.cache import CachedSecretStore
+from functions.stores.shares import ShareStore
 from functions.stores.tables import EntityChangedError, MetadataStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +101,18 @@ class _InvokeEntry:
     connection: Connection
     connector: Connector
     binding: OAuthBinding | None
+    shares: tuple[Share, ...] = ()
+
+
+AccessRole = Literal["owner", "grantee", "admin"]
+
+
+def _visible_status(connection: Connection) -> bool:
+    return connection.status not in (ConnectionStatus.PENDING, ConnectionStatus.DELETING)
+
+
+def principal_subject(caller: Principal) -> str:
+    return f"{caller.kind}:{caller.object_id}"
 
 
 class AuthTypeNotSupportedError(GatewayError):
@@ -137,14 +161,42 @@ class ConnectionService:
         secrets: CachedSecretStore,
         connectors: ConnectorService,
         oauth: OAuthService,
+        shares: ShareStore,
+        audit: AuditLog,
         *,
         cache_seconds: float,
+        admin_role: str = "Gateway.Admin",
+        admin_groups: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._secrets = secrets
         self._connectors = connectors
         self._oauth = oauth
+        self._shares = shares
+        self._audit = audit
+        self._admin_role = admin_role
+        self._admin_groups = admin_groups
+        # Connection, connector, binding and grants of usable connections: the bound
+        # on how long a change made elsewhere (a revoked share, a delete) can go unseen
+        # here is GATEWAY_METADATA_CACHE_SECONDS.
         self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds)
+
+    def is_admin(self, caller: Principal) -> bool:
+        return is_admin(caller, self._admin_role, self._admin_groups)
+
+    def _record(self, caller: Principal, action: str, status: int, connection: Connection | None = None, **extra: Any) -> None:
+        self._audit.record(
+            AuditEvent(
+                tenant_id=caller.tenant_id,
+                principal=principal_subject(caller),
+                action=action,
+                status=status,
+                connection_id=connection.id if connection else None,
+                connector_id=connection.connector_id if connection else None,
+                correlation_id=correlation_id.get(),
+                **extra,
+            )
+        )
 
     async def _auth_type(self, connector: Connector, parameter_set: str | None) -> str:
         if connector.source == "native":
@@ -217,11 +269,14 @@ class ConnectionService:
                 await self._oauth.connect_client_credentials(connection, binding)
                 refreshed = await self._store.get_connection(connection.tenant_id, connection.id)
                 assert refreshed is not None
+                self._record(caller, "connection.create", 201, refreshed, detail="client_credentials")
                 return CreatedConnection(refreshed, None)
             else:
                 connection.status = ConnectionStatus.CONSENT_REQUIRED
                 consent_url = await self._oauth.consent_url(caller, connection, binding)
-            return CreatedConnection(await self._store.replace_connection(connection), consent_url)
+            connection = await self._store.replace_connection(connection)
+            self._record(caller, "connection.create", 201, connection, detail=connection.status.value)
+            return CreatedConnection(connection, consent_url)
         except BaseException:
             # Undo what we can; whatever remains stays pending (never usable) and is
             # removed by cleanup.
@@ -229,12 +284,52 @@ class ConnectionService:
             raise
 
     async def list_visible(self, caller: Principal) -> list[Connection]:
-        items = await self._store.list_connections(caller.tenant_id, owner_id=caller.object_id)
-        return [c for c in items if c.status not in (ConnectionStatus.PENDING, ConnectionStatus.DELETING)]
+        """The caller's own connections and those shared with them (or their groups)."""
+        owned = await self._store.list_connections(caller.tenant_id, owner_id=caller.object_id)
+        result = [c for c in owned if _visible_status(c)]
+        seen = {c.id for c in result}
+        for share in await self._shares.for_subjects(caller.tenant_id, "connection", caller.share_keys):
+            if share.resource_id in seen:
+                continue
+            connection = await self._store.get_connection(caller.tenant_id, share.resource_id)
+            if connection is not None and _visible_status(connection):
+                seen.add(connection.id)
+                result.append(connection)
+        return result
+
+    async def _load(self, caller: Principal, connection_id: str) -> tuple[Connection, AccessRole]:
+        """The connection and the caller's role: owner, grantee, or admin. 404 otherwise
+        ("exists but not yours" answers exactly like "does not exist")."""
+        connection = None
+        if is_valid_id(connection_id):
+            connection = await self._store.get_connection(caller.tenant_id, connection_id)
+        if connection is None or not _visible_status(connection):
+            raise connection_not_found(connection_id)
+        if connection.owner_id == caller.object_id:
+            return connection, "owner"
+        shares = await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
+        role: AccessRole | None = connection_role(caller, connection, shares)
+        if role is None and self.is_admin(caller):
+            role = "admin"
+        if role is None:
+            raise connection_not_found(connection_id)
+        return connection, role
+
+    async def get_visible(self, caller: Principal, connection_id: str) -> Connection:
+        return (await self._load(caller, connection_id))[0]
+
+    async def _owned(self, caller: Principal, connection_id: str) -> Connection:
+        connection, role = await self._load(caller, connection_id)
+        if role != "owner":
+            raise ForbiddenError(
+                f"only the owner of connection {connection_id} may do this",
+                code="not_connection_owner",
+            )
+        return connection
 
     async def reauthorize(self, caller: Principal, connection_id: str) -> str:
         """A fresh consent URL for an existing OAuth connection (keeps its id)."""
-        connection = await self.get_visible(caller, connection_id)
+        connection = await self._owned(caller, connection_id)
         connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
         if connector is None:
             raise connection_not_found(connection_id)
@@ -250,41 +345,180 @@ class ConnectionService:
             return ""
         return await self._oauth.consent_url(caller, connection, binding)
 
-    async def get_visible(self, caller: Principal, connection_id: str) -> Connection:
-        connection = None
-        if is_valid_id(connection_id):
-            connection = await self._store.get_connection(caller.tenant_id, connection_id)
-        if (
-            connection is None
-            or connection.owner_id != caller.object_id
-            or connection.status in (ConnectionStatus.PENDING, ConnectionStatus.DELETING)
-        ):
-            raise connection_not_found(connection_id)
+    async def update(self, caller: Principal, connection_id: str, display_name: str | None, parameters: dict[str, Any] | None) -> Connection:
+        """Rename, or replace the credentials (a new secret version). Owner only."""
+        connection = await self._owned(caller, connection_id)
+        if display_name is not None:
+            connection.display_name = display_name
+        if parameters is not None:
+            connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+            if connector is None:
+                raise connection_not_found(connection_id)
+            if await self._auth_type(connector, connection.parameter_set) == "oauth2":
+                raise ConflictError(
+                    "OAuth credentials change through consent: POST .../reauthorize",
+                    code="not_changeable",
+                )
+            values, plain, _ = await self._validate(
+                connector, ConnectionInput(connection.display_name, parameters, connection.parameter_set)
+            )
+            payload = json.dumps({"format": SECRET_FORMAT_VERSION, "parameters": values})
+            connection.secret_version = await self._secrets.set_secret(
+                connection.secret_name, payload, tags={"connection": connection.id, "connector": connector.id}
+            )
+            connection.plain_parameters = plain
+            connection.parameters_set = tuple(sorted([*values, *plain]))
+        connection = await self._store.replace_connection(connection)
+        self._resolved.evict((caller.tenant_id, connection_id))
+        self._record(caller, "connection.update", 200, connection, detail="credentials" if parameters is not None else "name")
         return connection
 
     async def delete(self, caller: Principal, connection_id: str) -> None:
-        """Delete a connection and its secret. Deleting a missing connection succeeds."""
-        connection = None
+        """Delete a connection and its secret (owner only). Deleting a connection that
+        does not exist, or that the caller cannot see, succeeds and does nothing."""
         if is_valid_id(connection_id):
-            connection = await self._store.get_connection(caller.tenant_id, connection_id)
-        if connection is None or connection.owner_id != caller.object_id:
+            existing = await self._store.get_connection(caller.tenant_id, connection_id)
+            if existing is not None and existing.status == ConnectionStatus.DELETING and existing.owner_id == caller.object_id:
+                # An interrupted delete: finish it.
+                await self._finish_delete(existing)
+                return
+        try:
+            connection = await self._owned(caller, connection_id)
+        except NotFoundError:
             return
         self._resolved.evict((caller.tenant_id, connection_id))
+        await self._delete(connection)
+        self._record(caller, "connection.delete", 204, connection)
+
+    async def _delete(self, connection: Connection) -> None:
         if connection.status != ConnectionStatus.DELETING:
             connection.status = ConnectionStatus.DELETING
             try:
                 connection = await self._store.replace_connection(connection)
             except EntityChangedError:
-                # Changed concurrently (e.g. another delete): re-read and carry on.
-                current = await self._store.get_connection(caller.tenant_id, connection_id)
+                # Changed concurrently (e.g. another delete, a refresh): re-read and carry on.
+                current = await self._store.get_connection(connection.tenant_id, connection.id)
                 if current is None:
                     return
                 connection = current
         await self._finish_delete(connection)
 
+    # -- sharing -------------------------------------------------------------------
+
+    async def share(self, caller: Principal, connection_id: str, principal_type: PrincipalType, principal_id: str) -> Share:
+        """Let a user, group or app invoke the connection with the owner's credentials."""
+        connection = await self._owned(caller, connection_id)
+        connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+        if connector is None:
+            raise connection_not_found(connection_id)
+        if not await self._connectors.connection_sharing_allowed(connector, connection.parameter_set):
+            raise ForbiddenError(
+                f"connector {connector.id} does not allow its connections to be shared",
+                code="connection_sharing_not_allowed",
+            )
+        if f"{principal_type}:{principal_id}" in caller.share_keys and principal_type != "group":
+            message = "a connection cannot be shared with its owner"
+            raise ValidationFailedError(message, errors=[{"field": "principal.id", "message": message}])
+        share = await self._shares.put(
+            Share(caller.tenant_id, "connection", connection.id, principal_type, principal_id, "invoke", caller.object_id)
+        )
+        self._record(caller, "share", 201, connection, detail=share.subject)
+        return share
+
+    async def unshare(self, caller: Principal, connection_id: str, principal_type: PrincipalType, principal_id: str) -> None:
+        connection = await self._owned(caller, connection_id)
+        removed = await self._shares.delete(caller.tenant_id, "connection", connection.id, principal_type, principal_id)
+        self._resolved.evict((caller.tenant_id, connection_id))
+        self._record(caller, "unshare", 204 if removed else 404, connection, detail=f"{principal_type}:{principal_id}")
+
+    async def list_shares(self, caller: Principal, connection_id: str) -> list[Share]:
+        connection = await self._owned(caller, connection_id)
+        return await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
+
+    async def activity(self, caller: Principal, connection_id: str, since: timedelta) -> list[dict[str, Any]]:
+        """The connection's audit records, newest first (owner and admins)."""
+        connection, role = await self._load(caller, connection_id)
+        if role == "grantee":
+            raise ForbiddenError(
+                f"only the owner of connection {connection_id} and admins may read its activity",
+                code="not_connection_owner",
+            )
+        return await self._audit.query(connection_partition(caller.tenant_id, connection.id), since)
+
+    async def my_activity(self, caller: Principal, since: timedelta) -> list[dict[str, Any]]:
+        """What the caller did through the gateway, newest first."""
+        return await self._audit.query(principal_partition(caller.tenant_id, principal_subject(caller)), since)
+
+    # -- administration ------------------------------------------------------------
+
+    def _require_admin(self, caller: Principal) -> None:
+        if not self.is_admin(caller):
+            raise ForbiddenError("this route is for gateway administrators", code="admin_required")
+
+    async def admin_list(self, caller: Principal) -> list[Connection]:
+        self._require_admin(caller)
+        items = await self._store.list_connections(caller.tenant_id)
+        return [c for c in items if _visible_status(c)]
+
+    async def admin_set_disabled(self, caller: Principal, connection_id: str, disabled: bool) -> Connection:
+        self._require_admin(caller)
+        connection, _ = await self._load(caller, connection_id)
+        if disabled:
+            connection.status = ConnectionStatus.DISABLED
+        elif connection.status == ConnectionStatus.DISABLED:
+            # Back to what its credentials allow: tokens present or not is the
+            # invoke path's business; plain credentials are simply connected.
+            connection.status = ConnectionStatus.CONNECTED
+        connection = await self._store.replace_connection(connection)
+        self._resolved.evict((caller.tenant_id, connection_id))
+        self._record(caller, "admin.disable" if disabled else "admin.enable", 200, connection)
+        return connection
+
+    async def offboard(self, caller: Principal, object_id: str, action: str, new_owner: str | None) -> dict[str, int]:
+        """A principal leaves: their connections are transferred to `new_owner` or
+        disabled, so they never silently keep working for grantees; their connectors
+        are transferred (with `transfer`) or left for an admin to reassign."""
+        self._require_admin(caller)
+        connections = await self._store.list_connections(caller.tenant_id, owner_id=object_id)
+        changed = 0
+        for connection in connections:
+            if not _visible_status(connection):
+                continue
+            if action == "transfer":
+                assert new_owner is not None
+                connection.owner_id = new_owner
+            else:
+                connection.status = ConnectionStatus.DISABLED
+            await self._store.replace_connection(connection)
+            self._resolved.evict((caller.tenant_id, connection.id))
+            self._record(caller, f"admin.offboard.{action}", 200, connection, detail=f"user:{object_id}")
+            changed += 1
+        moved = 0
+        if action == "transfer":
+            assert new_owner is not None
+            moved = await self._connectors.transfer_all(caller.tenant_id, object_id, new_owner)
+        return {"connections": changed, "connectors": moved}
+
+    async def delete_my_data(self, caller: Principal) -> dict[str, int]:
+        """The caller removes their data: their connections (credentials purged, so
+        grants on them stop working) and the grants they hold."""
+        owned = await self._store.list_connections(caller.tenant_id, owner_id=caller.object_id)
+        for connection in owned:
+            await self._delete(connection)
+            await self._shares.delete_for_resource(caller.tenant_id, "connection", connection.id)
+            self._resolved.evict((caller.tenant_id, connection.id))
+            self._record(caller, "connection.delete", 204, connection, detail="account data deleted")
+        held = 0
+        for resource_type in ("connection", "connector"):
+            for share in await self._shares.for_subjects(caller.tenant_id, resource_type, frozenset({principal_subject(caller)})):
+                await self._shares.delete(caller.tenant_id, resource_type, share.resource_id, share.principal_type, share.principal_id)
+                held += 1
+        return {"connections": len(owned), "grants": held}
+
     async def _finish_delete(self, connection: Connection) -> None:
         await self._secrets.delete_secret(connection.secret_name)
         await self._store.delete_connection(connection.tenant_id, connection.id)
+        await self._shares.delete_for_resource(connection.tenant_id, "connection", connection.id)
         log.info("connection deleted", extra={"connection_id": connection.id})
 
     async def _discard(self, connection: Connection) -> None:
@@ -322,19 +556,31 @@ class ConnectionService:
         key = (caller.tenant_id, connection_id)
         cached = self._resolved.get(key)
         if cached is None:
-            connection = await self.get_visible(caller, connection_id)
+            connection = None
+            if is_valid_id(connection_id):
+                connection = await self._store.get_connection(caller.tenant_id, connection_id)
+            if connection is None or not _visible_status(connection):
+                raise connection_not_found(connection_id)
+            shares = await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
+            if connection_role(caller, connection, shares) is None:
+                raise connection_not_found(connection_id)
             connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
             if connector is None:
                 raise connection_not_found(connection_id)
             _check_usable(connection)
             auth_type = await self._auth_type(connector, connection.parameter_set)
             binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
-            cached = _InvokeEntry(connection, connector, binding)
+            cached = _InvokeEntry(connection, connector, binding, tuple(shares))
             # Only usable connections are cached: a consent completed elsewhere must
             # show at once, not after the TTL.
             self._resolved.put(key, cached)
         connection, connector = cached.connection, cached.connector
-        if connection.owner_id != caller.object_id:
+        # Owner or grantee, checked on every call (the cache holds the grants too).
+        if connection_role(caller, connection, cached.shares) is None:
+            if self.is_admin(caller):
+                raise ForbiddenError(
+                    f"you may see connection {connection_id} but not invoke it", code="not_a_grantee"
+                )
             raise connection_not_found(connection_id)
         assert connection.secret_version is not None
         secret = await self._secrets.get_secret(connection.secret_name, connection.secret_version)
@@ -360,6 +606,11 @@ class ConnectionService:
 
 
 def _check_usable(connection: Connection) -> None:
+    if connection.status == ConnectionStatus.DISABLED:
+        raise ForbiddenError(
+            f"connection {connection.id} is disabled by an administrator", code="connection_disabled",
+            extra={"connectionId": connection.id},
+        )
     if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
         raise ReauthorizationRequiredError(
             f"connection {connection.id} needs reauthorization: POST /api/connections/{connection.id}/reauthorize",

@@ -7,18 +7,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.domain.models import AuthScheme, Connector, OAuthClientConfig
-from functions.errors import ConflictError, NotFoundError, ValidationFailedError
+from functions.domain.models import (
+    AuthScheme,
+    Connector,
+    OAuthClientConfig,
+    PrincipalType,
+    Share,
+    ShareRole,
+)
+from functions.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
 from functions.oauth import ProviderCatalog
 from functions.oauth.errors import CatalogError
 from functions.powerplatform import ConnectorDefinition, parse_definition
 from functions.powerplatform.export import export_definition
 from functions.powerplatform.routing import Router, build_router
+from functions.services.access import ConnectorRole, connector_role
 from functions.services.ids import is_valid_id, new_id
 from functions.services.ttl_cache import TtlCache
 from functions.stores.definitions import DefinitionStore
 from functions.stores.secrets.cache import CachedSecretStore
+from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore
 from functions.upstream.urls import validate_base_url
 
@@ -56,6 +65,7 @@ class ConnectorInput:
     description: str | None = None
     # OAuth 2.0 connectors: the client (its secret goes to the secret store).
     oauth_client: OAuthClientInput | None = None
+    allow_connection_sharing: bool = True
 
 
 def connector_secret_name(connector_id: str) -> str:
@@ -90,6 +100,7 @@ class ConnectorService:
         definitions: DefinitionStore,
         secrets: CachedSecretStore,
         catalog: ProviderCatalog,
+        shares: ShareStore,
         *,
         cache_seconds: float,
         public_base_url: str | None = None,
@@ -99,6 +110,7 @@ class ConnectorService:
         self._definitions = definitions
         self._secrets = secrets
         self._catalog = catalog
+        self._shares = shares
         # For exports: where makers' connectors will call, and the audience of the
         # gateway's app registration they must request tokens for.
         self._public_base_url = public_base_url
@@ -171,7 +183,7 @@ class ConnectorService:
 
     async def set_oauth_client(self, caller: Principal, connector_id: str, data: OAuthClientInput) -> Connector:
         """Set or rotate the connector's OAuth client; the secret becomes a new version."""
-        connector = await self.get_visible(caller, connector_id)
+        connector = await self.get_owned(caller, connector_id)
         return await self._save_oauth_client(connector, data)
 
     async def _save_oauth_client(self, connector: Connector, data: OAuthClientInput) -> Connector:
@@ -195,6 +207,7 @@ class ConnectorService:
             base_url=validate_base_url(data.base_url),
             auth=data.auth,
             description=data.description,
+            allow_connection_sharing=data.allow_connection_sharing,
         )
         connector = await self._store.insert_connector(connector)
         if data.oauth_client is not None:
@@ -204,15 +217,88 @@ class ConnectorService:
         return connector
 
     async def list_visible(self, caller: Principal) -> list[Connector]:
-        return await self._store.list_connectors(caller.tenant_id, caller.object_id)
+        """Connectors the caller owns or that are shared with them (or their groups)."""
+        owned = await self._store.list_connectors(caller.tenant_id, caller.object_id)
+        shared = await self._shares.for_subjects(caller.tenant_id, "connector", caller.share_keys)
+        seen = {c.id for c in owned}
+        result = list(owned)
+        for share in shared:
+            if share.resource_id in seen:
+                continue
+            connector = await self._store.get_connector(caller.tenant_id, share.resource_id)
+            if connector is not None:
+                seen.add(connector.id)
+                result.append(connector)
+        return result
 
-    async def get_visible(self, caller: Principal, connector_id: str) -> Connector:
+    async def get_with_role(self, caller: Principal, connector_id: str) -> tuple[Connector, ConnectorRole]:
+        """The connector and the caller's role on it; 404 when they have none."""
         connector = None
         if is_valid_id(connector_id):
             connector = await self._store.get_connector(caller.tenant_id, connector_id)
-        if connector is None or connector.owner_id != caller.object_id:
+        if connector is None:
             raise connector_not_found(connector_id)
+        role = None
+        if connector.owner_id == caller.object_id:
+            role = "owner"
+        else:
+            shares = await self._shares.for_resource(caller.tenant_id, "connector", connector.id)
+            role = connector_role(caller, connector, shares)
+        if role is None:
+            raise connector_not_found(connector_id)
+        return connector, role
+
+    async def get_visible(self, caller: Principal, connector_id: str) -> Connector:
+        return (await self.get_with_role(caller, connector_id))[0]
+
+    async def get_owned(self, caller: Principal, connector_id: str) -> Connector:
+        """For changes: owners and co-owners only (others who can see it get 403)."""
+        connector, role = await self.get_with_role(caller, connector_id)
+        if role != "owner":
+            raise ForbiddenError(
+                f"only the owners of connector {connector_id} may change, share or delete it",
+                code="not_connector_owner",
+            )
         return connector
+
+    async def share(
+        self, caller: Principal, connector_id: str, principal_type: PrincipalType, principal_id: str, role: ShareRole
+    ) -> Share:
+        connector = await self.get_owned(caller, connector_id)
+        share = Share(caller.tenant_id, "connector", connector.id, principal_type, principal_id, role, caller.object_id)
+        return await self._shares.put(share)
+
+    async def unshare(self, caller: Principal, connector_id: str, principal_type: PrincipalType, principal_id: str) -> bool:
+        connector = await self.get_owned(caller, connector_id)
+        return await self._shares.delete(caller.tenant_id, "connector", connector.id, principal_type, principal_id)
+
+    async def connection_sharing_allowed(self, connector: Connector, parameter_set: str | None) -> bool:
+        """The connector's own switch, and for imported connectors Power Platform's
+        `metadata.allowSharing` on the connection's parameter set (false forbids)."""
+        if not connector.allow_connection_sharing:
+            return False
+        if connector.source != "powerplatform" or parameter_set is None:
+            return True
+        properties = (await self.definition(connector)).imported.api_properties.get("properties", {})
+        sets = (properties.get("connectionParameterSets") or {}).get("values") or []
+        for entry in sets if isinstance(sets, list) else []:
+            if isinstance(entry, dict) and entry.get("name") == parameter_set:
+                metadata = entry.get("metadata") or {}
+                return not (isinstance(metadata, dict) and metadata.get("allowSharing") is False)
+        return True
+
+    async def transfer_all(self, tenant_id: str, old_owner: str, new_owner: str) -> int:
+        """Give every connector of `old_owner` to `new_owner` (an admin's offboarding)."""
+        moved = 0
+        for connector in await self._store.list_connectors(tenant_id, old_owner):
+            connector.owner_id = new_owner
+            await self._store.replace_connector(connector)
+            moved += 1
+        return moved
+
+    async def list_shares(self, caller: Principal, connector_id: str) -> list[Share]:
+        connector = await self.get_owned(caller, connector_id)
+        return await self._shares.for_resource(caller.tenant_id, "connector", connector.id)
 
     async def export(
         self,
@@ -252,7 +338,7 @@ class ConnectorService:
         )
 
     async def replace(self, caller: Principal, connector_id: str, data: ConnectorInput) -> Connector:
-        connector = await self.get_visible(caller, connector_id)
+        connector = await self.get_owned(caller, connector_id)
         base_url = validate_base_url(data.base_url)
         self._check_oauth(data.auth)
         if connector.source != "native":
@@ -275,13 +361,14 @@ class ConnectorService:
         connector.base_url = base_url
         connector.auth = data.auth
         connector.description = data.description
+        connector.allow_connection_sharing = data.allow_connection_sharing
         connector = await self._store.replace_connector(connector)
         if data.oauth_client is not None:
             connector = await self._save_oauth_client(connector, data.oauth_client)
         return connector
 
     async def delete(self, caller: Principal, connector_id: str) -> None:
-        connector = await self.get_visible(caller, connector_id)
+        connector = await self.get_owned(caller, connector_id)
         in_use = await self._store.list_connections(caller.tenant_id, connector_id=connector.id)
         if in_use:
             raise ConflictError(
@@ -293,3 +380,4 @@ class ConnectorService:
             await self._secrets.delete_secret(connector_secret_name(connector.id))
         if connector.source == "powerplatform":
             await self._definitions.delete(caller.tenant_id, connector.id)
+        await self._shares.delete_for_resource(caller.tenant_id, "connector", connector.id)

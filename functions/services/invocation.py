@@ -11,7 +11,8 @@ the upstream host, never the credential.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,12 +21,14 @@ import httpx
 
 from functions.errors import (
     BadRequestError,
+    GatewayError,
     NotFoundError,
     UpstreamError,
     UpstreamTimeoutError,
     ValidationFailedError,
 )
 from functions.identity.principal import Principal
+from functions.observability import correlation_id
 from functions.powerplatform import (
     ConnectorDefinition,
     apply_request_policies,
@@ -33,8 +36,9 @@ from functions.powerplatform import (
     ensure_operation_supported,
     prepare_operation,
 )
-from functions.services.connections import ConnectionService, ResolvedConnection
+from functions.services.connections import ConnectionService, ResolvedConnection, principal_subject
 from functions.services.oauth import OAuthService
+from functions.stores.audit import AuditEvent, AuditLog
 from functions.upstream.credentials import BearerAuth, auth_for, credential_header_names
 from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
 from functions.upstream.request import OutgoingRequest
@@ -61,6 +65,7 @@ class UpstreamResponse:
     _response: httpx.Response
     content: bytes | None = field(default=None, repr=False)
     operation_id: str | None = None
+    resolved: ResolvedConnection | None = field(default=None, repr=False)
 
     async def body(self) -> AsyncIterator[bytes]:
         if self.content is not None:
@@ -86,10 +91,13 @@ def _has_response_policies(definition: ConnectorDefinition, operation_id: str | 
 
 
 class InvocationService:
-    def __init__(self, connections: ConnectionService, oauth: OAuthService, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, connections: ConnectionService, oauth: OAuthService, http: httpx.AsyncClient, audit: AuditLog
+    ) -> None:
         self._connections = connections
         self._oauth = oauth
         self._http = http
+        self._audit = audit
 
     async def invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
         """Forward a caller's request below the connector's base URL.
@@ -97,6 +105,56 @@ class InvocationService:
         For imported connectors the request is matched to an operation by method and
         path (as API Management does), so operation-scoped policies apply too.
         """
+        return await self._audited(caller, connection_id, None, self._invoke_raw(caller, connection_id, call))
+
+    async def invoke_operation(
+        self,
+        caller: Principal,
+        connection_id: str,
+        operation_id: str,
+        parameters: dict[str, Any],
+        body: Any,
+    ) -> UpstreamResponse:
+        """Call an imported connector's operation by its operationId."""
+        return await self._audited(
+            caller, connection_id, operation_id, self._invoke_operation(caller, connection_id, operation_id, parameters, body)
+        )
+
+    async def _audited(
+        self, caller: Principal, connection_id: str, operation_id: str | None, work: Awaitable[UpstreamResponse]
+    ) -> UpstreamResponse:
+        """Run an invocation and queue its audit record (never waits for the write).
+        Latency is to the upstream's response headers; bodies are not recorded."""
+        started = time.perf_counter()
+        status = 500
+        response: UpstreamResponse | None = None
+        try:
+            response = await work
+            status = response.status
+            return response
+        except GatewayError as exc:
+            status = exc.status
+            raise
+        finally:
+            resolved = response.resolved if response is not None else None
+            self._audit.record(
+                AuditEvent(
+                    tenant_id=caller.tenant_id,
+                    principal=principal_subject(caller),
+                    action="invoke",
+                    status=status,
+                    # Denied or unknown ids go to the caller's record only: a stranger's
+                    # probes do not write into someone else's connection history.
+                    connection_id=resolved.connection.id if resolved else None,
+                    connector_id=resolved.connector.id if resolved else None,
+                    operation=(response.operation_id if response else None) or operation_id,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                    correlation_id=correlation_id.get(),
+                    detail=None if resolved else f"connection {connection_id}",
+                )
+            )
+
+    async def _invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
         resolved = await self._connections.resolve_for_invoke(caller, connection_id)
         request = OutgoingRequest(
             method=call.method,
@@ -117,7 +175,7 @@ class InvocationService:
                 path_parameters = match[1]
         return await self._run(resolved, request, operation_id, path_parameters)
 
-    async def invoke_operation(
+    async def _invoke_operation(
         self,
         caller: Principal,
         connection_id: str,
@@ -125,7 +183,6 @@ class InvocationService:
         parameters: dict[str, Any],
         body: Any,
     ) -> UpstreamResponse:
-        """Call an imported connector's operation by its operationId."""
         resolved = await self._connections.resolve_for_invoke(caller, connection_id)
         if resolved.definition is None:
             raise NotFoundError(
@@ -157,6 +214,7 @@ class InvocationService:
                 request.base_url = _policy_base_url(request.base_url)
         response = await self.send(resolved, request)
         response.operation_id = operation_id
+        response.resolved = resolved
         if definition is None or not _has_response_policies(definition, operation_id):
             return response
         try:
@@ -178,7 +236,7 @@ class InvocationService:
             for name, value in returnable_response_headers(headers, keep_content_length=False)
             if name.lower() != "content-encoding"
         ]
-        return UpstreamResponse(response.status, cleaned, response._response, content, operation_id)
+        return UpstreamResponse(response.status, cleaned, response._response, content, operation_id, resolved)
 
     async def send(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
         url = build_upstream_url(request.base_url, request.path, request.query)

@@ -46,9 +46,12 @@ from functions.oauth import (
     start_consent,
 )
 from functions.oauth.errors import CatalogError
+from functions.oauth.state_store import OAuthStateRecord
 from functions.oauth.table_store import TableConnectionTokenStore
+from functions.observability import correlation_id
 from functions.powerplatform import OAuth2Settings
 from functions.services.connectors import ConnectorService, LoadedDefinition, connector_secret_name
+from functions.stores.audit import AuditEvent, AuditLog
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.tables import MetadataStore
 
@@ -58,14 +61,34 @@ CALLBACK_PATH = "/api/oauth/callback"
 
 # Power Platform identity providers -> catalog providers, and where each catalog
 # setting comes from in the definition's oAuthSettings (data, not code paths).
+# "settings" are URLs: their `{connection parameter}` placeholders are filled here.
+# "templates" are request templates (catalog `requestTemplates`), passed verbatim: the
+# OAuth engine renders them per request, with the connection's parameters as
+# `param:<name>` values (plain ones, and secret ones when the caller supplies them).
 POWER_PLATFORM_PROVIDERS: dict[str, dict[str, Any]] = {
     "oauth2": {
         "provider": "generic-oauth2",
-        "settings": {"authorization_url": "authorizationUrl", "token_url": "tokenUrl", "refresh_url": "refreshUrl"},
+        "settings": {
+            "authorization_url": "authorizationUrl",
+            "token_url": "tokenUrl",
+            "refresh_url": "refreshUrl",
+        },
     },
     "oauth2generic": {
-        "provider": "generic-oauth2",
-        "settings": {"authorization_url": "authorizationUrl", "token_url": "tokenUrl", "refresh_url": "refreshUrl"},
+        "provider": "generic-oauth2-templates",
+        "settings": {
+            "authorization_url": "authorizationUrl",
+            "token_url": "tokenUrl",
+            "refresh_url": "refreshUrl",
+        },
+        "templates": {
+            "authorization_query_template": "custom:authorizationUrlQueryStringTemplate",
+            "token_query_template": "custom:tokenUrlQueryStringTemplate",
+            "token_body_template": "custom:tokenBodyTemplate",
+            "refresh_query_template": "custom:refreshUrlQueryStringTemplate",
+            "refresh_body_template": "custom:refreshBodyTemplate",
+            "scope_delimiter": "custom:scopeListDelimiter",
+        },
     },
     "aad": {"provider": "entra-id", "settings": {"tenant": "custom:tenantId"}},
     "github": {"provider": "github", "settings": {}},
@@ -111,9 +134,11 @@ class OAuthService:
         refresher: TokenRefresher,
         catalog: ProviderCatalog,
         http: httpx.AsyncClient,
+        audit: AuditLog,
         *,
         public_base_url: str | None,
     ) -> None:
+        self._audit = audit
         self._metadata = metadata
         self._secrets = secrets
         self._connectors = connectors
@@ -135,6 +160,7 @@ class OAuthService:
         definition: LoadedDefinition | None,
         parameter_set: str | None,
         plain_parameters: dict[str, Any],
+        secret_parameters: dict[str, Any] | None = None,
     ) -> OAuthBinding:
         if definition is None:
             assert connector.auth.oauth is not None
@@ -145,7 +171,9 @@ class OAuthService:
             option = definition.parsed.auth_option(parameter_set)
             if option is None or option.oauth2 is None:
                 raise OAuthNotSupportedError("this connection's parameter set does not use OAuth 2.0")
-            provider_id, values, scopes = _power_platform_provider(option.oauth2, plain_parameters)
+            provider_id, values, scopes = _power_platform_provider(
+                option.oauth2, plain_parameters, secret_parameters
+            )
             grant = "authorization_code"
             # Definitions ship placeholder client ids ("[[CLIENT ID]]", "PLACEHOLDER_..."):
             # an imported connector needs its client configured on the gateway.
@@ -198,17 +226,37 @@ class OAuthService:
         await self._token_store(connection).store_consent(tokens, connection.secret_name)
 
     async def handle_callback(self, params: dict[str, str]) -> CallbackResult:
+        """Complete a consent; every outcome tied to a state record is audited."""
+        result, record, connection = await self._callback(params)
+        if record is not None:
+            self._audit.record(
+                AuditEvent(
+                    tenant_id=record.tenant_id,
+                    principal=f"user:{record.user_id}",
+                    action="consent",
+                    status=200 if result.outcome == "connected" else 400,
+                    connection_id=record.connection_id,
+                    connector_id=connection.connector_id if connection else None,
+                    correlation_id=correlation_id.get(),
+                    detail=result.outcome,
+                )
+            )
+        return result
+
+    async def _callback(
+        self, params: dict[str, str]
+    ) -> tuple[CallbackResult, OAuthStateRecord | None, Connection | None]:
         state = params.get("state", "")
         if not state:
-            return CallbackResult("invalid_state", "The sign-in response had no state. Start again from the gateway.")
+            return CallbackResult("invalid_state", "The sign-in response had no state. Start again from the gateway."), None, None
         try:
             record = await self._states.consume(state)
         except OAuthStateExpiredError:
-            return CallbackResult("expired_state", "This sign-in link has expired. Start again from the gateway.")
+            return CallbackResult("expired_state", "This sign-in link has expired. Start again from the gateway."), None, None
         except OAuthStateError:
             return CallbackResult(
                 "invalid_state", "This sign-in response is not valid or was already used. Start again from the gateway."
-            )
+            ), None, None
         if params.get("error"):
             denied = params["error"] == "access_denied"
             return CallbackResult(
@@ -217,16 +265,16 @@ class OAuthService:
                 if denied
                 else f"The provider reported an error ({_safe_code(params['error'])}); the connection was not changed.",
                 record.connection_id,
-            )
+            ), record, None
         connection = await self._metadata.get_connection(record.tenant_id, record.connection_id)
         if connection is None or connection.owner_id != record.user_id or connection.status in (
             ConnectionStatus.PENDING,
             ConnectionStatus.DELETING,
         ):
-            return CallbackResult("invalid_state", "The connection for this sign-in no longer exists.")
+            return CallbackResult("invalid_state", "The connection for this sign-in no longer exists."), record, None
         connector = await self._metadata.get_connector(connection.tenant_id, connection.connector_id)
         if connector is None:
-            return CallbackResult("invalid_state", "The connector for this sign-in no longer exists.")
+            return CallbackResult("invalid_state", "The connector for this sign-in no longer exists."), record, connection
         definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
         try:
             binding = await self.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
@@ -236,12 +284,12 @@ class OAuthService:
             log.warning("OAuth code exchange failed for connection %s: %s", connection.id, exc.code)
             return CallbackResult(
                 "provider_error", "The provider refused the sign-in; try again.", connection.id
-            )
+            ), record, connection
         except GatewayError as exc:
             log.warning("OAuth callback failed for connection %s: %s", connection.id, exc.code)
-            return CallbackResult("error", "The gateway could not complete the sign-in; try again.", connection.id)
+            return CallbackResult("error", "The gateway could not complete the sign-in; try again.", connection.id), record, connection
         self._latest.pop((connection.tenant_id, connection.id), None)
-        return CallbackResult("connected", "The connection is ready. You can close this window.", connection.id)
+        return CallbackResult("connected", "The connection is ready. You can close this window.", connection.id), record, connection
 
     # -- invoke ----------------------------------------------------------------------
 
@@ -262,10 +310,28 @@ class OAuthService:
         except ReauthorizationRequiredError as exc:
             exc.extra.setdefault("reauthorize", f"/api/connections/{connection.id}/reauthorize")
             exc.extra.setdefault("connectionId", connection.id)
+            self._record_refresh_failure(connection, exc)
+            raise
+        except GatewayError as exc:
+            self._record_refresh_failure(connection, exc)
             raise
         if current.tokens is None or tokens.access_token != current.tokens.access_token:
             self._latest[key] = StoredTokens(tokens=tokens, version=None)
         return tokens.access_token
+
+    def _record_refresh_failure(self, connection: Connection, exc: GatewayError) -> None:
+        self._audit.record(
+            AuditEvent(
+                tenant_id=connection.tenant_id,
+                principal=f"user:{connection.owner_id}",
+                action="refresh.failure",
+                status=exc.status,
+                connection_id=connection.id,
+                connector_id=connection.connector_id,
+                correlation_id=correlation_id.get(),
+                detail=exc.code,
+            )
+        )
 
     def _token_store(self, connection: Connection) -> TableConnectionTokenStore:
         return TableConnectionTokenStore(
@@ -306,6 +372,7 @@ class OAuthService:
                     summary["refreshed"] += 1
                 except GatewayError as exc:
                     summary["failed"] += 1
+                    self._record_refresh_failure(connection, exc)
                     log.warning("scheduled refresh failed for connection %s: %s", connection.id, exc.code)
 
         await asyncio.gather(*(refresh(c) for c in due[:limit]))
@@ -326,9 +393,18 @@ _TEMPLATE = re.compile(r"\{([A-Za-z0-9_:.-]+)\}")
 
 
 def _power_platform_provider(
-    settings: OAuth2Settings, plain_parameters: dict[str, Any]
+    settings: OAuth2Settings,
+    plain_parameters: dict[str, Any],
+    secret_parameters: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """(catalog provider, its settings, scopes) for a definition's oAuthSettings.
+
+    `secret_parameters` (the connection's secret values) only ever feed request
+    templates (token / refresh bodies, `{BigEvalClientSecret}`), never URLs.
+    """
     mapping = POWER_PLATFORM_PROVIDERS.get(settings.identity_provider)
+    if mapping is None:
+        mapping = POWER_PLATFORM_PROVIDERS.get(settings.identity_provider.lower())
     if mapping is None:
         raise OAuthNotSupportedError(
             f"the {settings.identity_provider!r} identity provider is not supported "
@@ -339,15 +415,28 @@ def _power_platform_provider(
         "tokenUrl": settings.token_url,
         "refreshUrl": settings.refresh_url,
     }
-    values: dict[str, str] = {}
-    for name, source in mapping["settings"].items():
+
+    def lookup(source: str) -> Any:
         if source.startswith("custom:"):
             raw = settings.custom_parameters.get(source[7:])
-            value = raw.get("value") if isinstance(raw, dict) else raw
-        else:
-            value = sources.get(source)
+            return raw.get("value") if isinstance(raw, dict) else raw
+        return sources.get(source)
+
+    values: dict[str, str] = {}
+    for name, source in mapping["settings"].items():
+        value = lookup(source)
         if value:
             values[name] = _render_connection_template(str(value), plain_parameters)
+    templates = mapping.get("templates") or {}
+    for name, source in templates.items():
+        value = lookup(source)
+        if isinstance(value, str) and value:
+            values[name] = value
+    if templates:
+        for parameter, value in {**plain_parameters, **(secret_parameters or {})}.items():
+            if value is not None:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                values[f"param:{parameter}"] = text
     scopes = settings.scopes
     resource = settings.custom_parameters.get("resourceUri")
     resource_uri = resource.get("value") if isinstance(resource, dict) else resource
@@ -358,13 +447,24 @@ def _power_platform_provider(
 
 
 def _render_connection_template(value: str, parameters: dict[str, Any]) -> str:
-    """oauth2generic URLs name connection parameters in braces: `{instanceUrl}/token`."""
+    """oauth2generic URLs name connection parameters in braces: `{instanceUrl}/token`.
+
+    Values go in as given (a whole base URL is the usual value; the catalog then checks
+    the result is an https URL), without a trailing slash. Names are matched exactly,
+    then with the `token:` prefix Power Platform gives oauth parameters, then ignoring
+    case."""
+    lowered = {str(key).lower(): value for key, value in parameters.items()}
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         for candidate in (name, f"token:{name}"):
             if candidate in parameters:
                 return str(parameters[candidate]).rstrip("/")
-        raise OAuthNotConfiguredError(f"the OAuth URL template needs the connection parameter {name!r}")
+        for candidate in (name.lower(), f"token:{name.lower()}"):
+            if candidate in lowered:
+                return str(lowered[candidate]).rstrip("/")
+        raise OAuthNotConfiguredError(
+            f"the OAuth URL template needs the connection parameter {name!r}"
+        )
 
     return _TEMPLATE.sub(substitute, value)

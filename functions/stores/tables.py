@@ -31,7 +31,13 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from functions.domain.models import AuthScheme, Connection, ConnectionStatus, Connector, OAuthClientConfig
+from functions.domain.models import (
+    AuthScheme,
+    Connection,
+    ConnectionStatus,
+    Connector,
+    OAuthClientConfig,
+)
 from functions.errors import ConflictError, DependencyUnavailableError
 from functions.settings import Settings
 
@@ -77,6 +83,7 @@ def _connector_to_entity(c: Connector) -> dict[str, Any]:
         "Description": c.description or "",
         "Source": c.source,
         "OAuthClient": json.dumps(c.oauth_client.to_dict()) if c.oauth_client else "",
+        "AllowConnectionSharing": c.allow_connection_sharing,
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -93,6 +100,7 @@ def _connector_from_entity(e: Any) -> Connector:
         description=e.get("Description") or None,
         source=e.get("Source") or "native",
         oauth_client=OAuthClientConfig.from_dict(json.loads(e["OAuthClient"])) if e.get("OAuthClient") else None,
+        allow_connection_sharing=e.get("AllowConnectionSharing", True) is not False,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),
@@ -195,8 +203,10 @@ class MetadataStore:
             return None
         return _connector_from_entity(entity)
 
-    async def list_connectors(self, tenant_id: str, owner_id: str) -> list[Connector]:
-        query = f"PartitionKey eq {_odata_quote(tenant_id)} and OwnerId eq {_odata_quote(owner_id)}"
+    async def list_connectors(self, tenant_id: str, owner_id: str | None = None) -> list[Connector]:
+        query = f"PartitionKey eq {_odata_quote(tenant_id)}"
+        if owner_id is not None:
+            query += f" and OwnerId eq {_odata_quote(owner_id)}"
         self.counters.queries += 1
         entities = await self._run(lambda: list(self._connectors.query_entities(query)))
         return sorted((_connector_from_entity(e) for e in entities), key=lambda c: c.created_at or _now())

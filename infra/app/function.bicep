@@ -115,6 +115,7 @@ var appSettings = {
   GATEWAY_AUTH_TENANT_IDS: authTenantIds
   GATEWAY_AUTH_AUDIENCES: authAudiences
   GATEWAY_PUBLIC_BASE_URL: 'https://${site.properties.defaultHostName}'
+  GATEWAY_ADMIN_ROLE: 'Gateway.Admin'
 }
 
 resource siteAppSettings 'Microsoft.Web/sites/config@2024-04-01' = {

@@ -40,7 +40,8 @@ def test_api_key_connection_lifecycle(gateway: GatewayUnderTest, keyvault_double
 
         assert client.delete(f"/api/connections/{connection['id']}").status_code == 204
         assert not any(key in value for value in keyvault_double.raw_values())
-        assert connection["id"] not in all_table_text(gateway.settings)
+        # Gone everywhere but the (append-only) audit trail.
+        assert connection["id"] not in all_table_text(gateway.settings, exclude=("audit",))
         assert_problem(client.get(f"/api/connections/{connection['id']}"), 404, "connection_not_found")
         # Idempotent: deleting again (or something missing) succeeds.
         assert client.delete(f"/api/connections/{connection['id']}").status_code == 204
@@ -142,4 +143,4 @@ def test_interrupted_create_and_delete_are_unusable_and_cleaned_up(gateway: Gate
         removed = asyncio.run(state.connections.cleanup(now=datetime.now(UTC) + timedelta(hours=1)))
         assert removed >= 1
         assert not any(pending.id in v for v in keyvault_double.raw_values())
-        assert pending.id not in all_table_text(gateway.settings)
+        assert pending.id not in all_table_text(gateway.settings, exclude=("audit",))

@@ -150,13 +150,12 @@ def test_revoked_grant_needs_reauthorization_and_reauthorize_fixes_it(gateway: G
     with gateway.client("oauth-revoke") as client:
         connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
         cid = connection["id"]
-        # Find the refresh token in the vault and revoke the grant at the provider.
+        # Revoke this connection's grant at the provider (its refresh token, read from the vault).
+        import asyncio
         import json as _json
 
-        payloads = [_json.loads(v) for v in keyvault_double.raw_values() if '"oauth"' in v]
-        refresh_tokens = [p["oauth"].get("refresh_token") for p in payloads if p.get("oauth")]
-        for token in filter(None, refresh_tokens):
-            oidc.revoke(token)
+        secret = asyncio.run(gateway.state.secrets.get_secret(f"conn-{cid}"))
+        oidc.revoke(_json.loads(secret.value)["oauth"]["refresh_token"])
         reauth = client.post(f"/api/connections/{cid}/reauthorize").json()
         assert reauth["consentUrl"].startswith(oidc.authorization_url)
         time.sleep(2.5)

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
 
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller, GatewayDep
-from functions.api.schemas import ConnectionCreate, ConnectionPublic, ItemList
+from functions.api.schemas import (
+    ConnectionCreate,
+    ConnectionPublic,
+    ConnectionShareCreate,
+    ConnectionUpdate,
+    ItemList,
+    Offboard,
+    ShareDelete,
+    SharePublic,
+)
 from functions.services.connections import ConnectionInput
 
 router = APIRouter(prefix="/api", tags=["connections"])
@@ -32,6 +44,93 @@ async def list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemLi
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
 async def get_connection(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
     return ConnectionPublic.of(await gateway.connections.get_visible(caller, connection_id))
+
+
+SHARING_STATEMENT = (
+    "The grantee can now call the API through this connection with the credentials of its "
+    "owner ({owner}): every call they make acts as the owner at the third-party service. "
+    "They cannot read or change the credentials and cannot share the connection further. "
+    "Revoke with DELETE /api/connections/{id}/shares."
+)
+
+
+@router.patch("/connections/{connection_id}", response_model=ConnectionPublic)
+async def update_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
+    """Rename, or replace the credentials (owner only)."""
+    body = await json_body(request, ConnectionUpdate)
+    connection = await gateway.connections.update(caller, connection_id, body.displayName, body.parameters)
+    return ConnectionPublic.of(connection)
+
+
+@router.get("/connections/{connection_id}/shares", response_model=ItemList)
+async def list_connection_shares(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
+    return ItemList(value=[SharePublic.of(s) for s in await gateway.connections.list_shares(caller, connection_id)])
+
+
+@router.post("/connections/{connection_id}/shares", status_code=201, response_model=SharePublic)
+async def share_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> SharePublic:
+    body = await json_body(request, ConnectionShareCreate)
+    share = await gateway.connections.share(caller, connection_id, body.principal.type, body.principal.id)
+    return SharePublic.of(share, SHARING_STATEMENT.format(owner=caller.name or caller.object_id, id=connection_id))
+
+
+@router.delete("/connections/{connection_id}/shares", status_code=204)
+async def unshare_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+    body = await json_body(request, ShareDelete)
+    await gateway.connections.unshare(caller, connection_id, body.principal.type, body.principal.id)
+    return Response(status_code=204)
+
+
+@router.get("/connections/{connection_id}/activity")
+async def connection_activity(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)
+) -> dict[str, Any]:
+    """Audit records of the connection, newest first (owner and admins)."""
+    records = await gateway.connections.activity(caller, connection_id, timedelta(hours=hours))
+    return {"value": [_activity(r) for r in records]}
+
+
+@router.get("/me/activity")
+async def my_activity(caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)) -> dict[str, Any]:
+    """What the caller did through the gateway, newest first."""
+    records = await gateway.connections.my_activity(caller, timedelta(hours=hours))
+    return {"value": [_activity(r) for r in records]}
+
+
+@router.delete("/me", status_code=200)
+async def delete_my_data(caller: CurrentCaller, gateway: GatewayDep) -> dict[str, int]:
+    """Delete the caller's connections (credentials purged, so grants on them stop
+    working) and the grants they hold. Connectors they own stay until an admin
+    reassigns them (POST /api/admin/principals/{id}/offboard)."""
+    return await gateway.connections.delete_my_data(caller)
+
+
+@router.get("/admin/connections", response_model=ItemList)
+async def admin_list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
+    return ItemList(value=[ConnectionPublic.of(c) for c in await gateway.connections.admin_list(caller)])
+
+
+@router.post("/admin/connections/{connection_id}/disable", response_model=ConnectionPublic)
+async def admin_disable(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
+    return ConnectionPublic.of(await gateway.connections.admin_set_disabled(caller, connection_id, True))
+
+
+@router.post("/admin/connections/{connection_id}/enable", response_model=ConnectionPublic)
+async def admin_enable(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
+    return ConnectionPublic.of(await gateway.connections.admin_set_disabled(caller, connection_id, False))
+
+
+@router.post("/admin/principals/{object_id}/offboard")
+async def admin_offboard(object_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> dict[str, int]:
+    """A principal leaves: transfer their connections and connectors to a named new
+    owner, or disable their connections."""
+    body = await json_body(request, Offboard)
+    return await gateway.connections.offboard(caller, object_id, body.action, body.newOwner)
+
+
+def _activity(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("Time", "Principal", "Action", "Status", "ConnectionId", "ConnectorId", "Operation", "LatencyMs", "CorrelationId", "Detail")
+    return {key[0].lower() + key[1:]: record[key] for key in keys if key in record}
 
 
 @router.post("/connections/{connection_id}/reauthorize")

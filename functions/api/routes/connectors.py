@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-
 from typing import Any
 
+from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
 from functions.api.bodies import json_body, read_body, validate_model
@@ -12,13 +11,21 @@ from functions.api.schemas import (
     ConnectorCreate,
     ConnectorImport,
     ConnectorPublic,
+    ConnectorShareCreate,
     ItemList,
     OAuthClientUpdate,
+    ShareDelete,
+    SharePublic,
     auth_scheme,
     oauth_client_input,
 )
 from functions.errors import UnsupportedMediaTypeError, ValidationFailedError
-from functions.powerplatform import API_DEFINITION_FILE, API_PROPERTIES_FILE, inspect_dict, parse_json_document
+from functions.powerplatform import (
+    API_DEFINITION_FILE,
+    API_PROPERTIES_FILE,
+    inspect_dict,
+    parse_json_document,
+)
 from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
 
 # Imported definitions are documents of a few MiB at most.
@@ -34,6 +41,7 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
         auth=auth_scheme(body.auth),
         description=body.description,
         oauth_client=oauth_client_input(body.auth),
+        allow_connection_sharing=body.allowConnectionSharing,
     )
 
 
@@ -123,6 +131,27 @@ async def export_connector(
     """
     exported = await gateway.connectors.export(caller, connector_id, connection_id=connectionId, client_id=clientId)
     return {"apiDefinition": exported[0], "apiProperties": exported[1]}
+
+
+@router.get("/{connector_id}/shares", response_model=ItemList)
+async def list_connector_shares(connector_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
+    return ItemList(value=[SharePublic.of(s) for s in await gateway.connectors.list_shares(caller, connector_id)])
+
+
+@router.post("/{connector_id}/shares", status_code=201, response_model=SharePublic)
+async def share_connector(connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> SharePublic:
+    """Let others see the connector and create their own connections (`user`), or
+    co-own it (`owner`). Grantees never see the OAuth client secret."""
+    body = await json_body(request, ConnectorShareCreate)
+    share = await gateway.connectors.share(caller, connector_id, body.principal.type, body.principal.id, body.role)
+    return SharePublic.of(share)
+
+
+@router.delete("/{connector_id}/shares", status_code=204)
+async def unshare_connector(connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+    body = await json_body(request, ShareDelete)
+    await gateway.connectors.unshare(caller, connector_id, body.principal.type, body.principal.id)
+    return Response(status_code=204)
 
 
 @router.put("/{connector_id}/oauth-client", response_model=ConnectorPublic)
