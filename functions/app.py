@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions import logging_redaction, observability
 from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
-from functions.api.routes import connections, connectors, health, invoke, oauth
+from functions.api.routes import connections, connectors, gateways, health, invoke, oauth
 from functions.settings import Settings
 
 
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
-    for module in (health, connectors, connections, invoke, oauth):
+    for module in (health, connectors, connections, invoke, oauth, gateways):
         app.include_router(module.router)
     app.add_middleware(CorrelationIdMiddleware)
     return app

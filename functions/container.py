@@ -18,6 +18,10 @@ import httpx
 
 from functions.identity.tokens import TokenValidator
 from functions.oauth import TableStateStore, TokenEndpointClient, TokenRefresher, default_catalog
+from functions.onprem.registry import GatewayRegistry
+from functions.onprem.relay import GatewayRelay
+from functions.onprem.storage import services_from_settings
+from functions.onprem.storage import table_service as onprem_table_service
 from functions.services.connections import ConnectionService
 from functions.services.connectors import ConnectorService
 from functions.services.invocation import InvocationService
@@ -74,6 +78,8 @@ class Gateway:
     invocations: InvocationService
     shares: ShareStore
     audit: AuditLog
+    onprem_registry: GatewayRegistry
+    onprem_relay: GatewayRelay
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -101,6 +107,16 @@ class Gateway:
         audit = AuditLog(tables, settings.table_prefix)
         await audit.ensure_table()
         audit.start()
+        # The on-premises relay keeps its own storage clients: short retries keep
+        # `gateway_offline` and `relay_unavailable` answers fast.
+        onprem_registry = GatewayRegistry(
+            onprem_table_service(settings.storage_connection_string, settings.table_endpoint), settings.table_prefix
+        )
+        await onprem_registry.ensure_tables()
+        queues, blobs = services_from_settings(settings)
+        onprem_relay = GatewayRelay(
+            queues, blobs, onprem_registry, settings.table_prefix, max_body_bytes=settings.max_request_bytes
+        )
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
         catalog = default_catalog()
@@ -136,6 +152,7 @@ class Gateway:
             oauth,
             shares,
             audit,
+            onprem_registry,
             cache_seconds=settings.metadata_cache_seconds,
             admin_role=settings.admin_role,
             admin_groups=settings.admin_group_ids,
@@ -149,13 +166,19 @@ class Gateway:
             connectors=connectors,
             connections=connections,
             oauth=oauth,
-            invocations=InvocationService(connections, oauth, http, audit),
+            invocations=InvocationService(
+                connections, oauth, http, audit, onprem_relay, relay_timeout=settings.upstream_timeout_seconds
+            ),
+            onprem_registry=onprem_registry,
+            onprem_relay=onprem_relay,
             shares=shares,
             audit=audit,
         )
 
     async def close(self) -> None:
         await self.audit.close()
+        await self.onprem_relay.close()
+        self.onprem_registry.close()
         await self.http.aclose()
         self.metadata.close()
         self.secrets.close()

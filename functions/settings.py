@@ -25,6 +25,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_ENVIRONMENT",
     "GATEWAY_STORAGE_CONNECTION_STRING",
     "GATEWAY_TABLE_ENDPOINT",
+    "GATEWAY_QUEUE_ENDPOINT",
+    "GATEWAY_BLOB_ENDPOINT",
     "GATEWAY_TABLE_PREFIX",
     "GATEWAY_SECRET_STORE",
     "GATEWAY_KEY_VAULT_URL",
@@ -47,7 +49,13 @@ SETTING_NAMES: tuple[str, ...] = (
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
 # gateway: where the gateway is and which token to call it with.
-CLIENT_ENVIRONMENT_NAMES: tuple[str, ...] = ("GATEWAY_URL", "GATEWAY_TOKEN")
+CLIENT_ENVIRONMENT_NAMES: tuple[str, ...] = (
+    "GATEWAY_URL",
+    "GATEWAY_TOKEN",
+    # The on-premises agent's own settings (it runs inside the private network).
+    "GATEWAY_AGENT_HOME",
+    "GATEWAY_AGENT_STORAGE_CONNECTION_STRING",
+)
 
 DEFAULT_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
 # Issuer of tokens minted by `python -m functions token`. The `.invalid` top-level
@@ -68,6 +76,9 @@ class Settings:
     environment: Environment = "development"
     storage_connection_string: str | None = None
     table_endpoint: str | None = None
+    # On-premises relay (Windows authentication): queues and a blob container.
+    queue_endpoint: str | None = None
+    blob_endpoint: str | None = None
     table_prefix: str = ""
     secret_backend: SecretBackend = "local"
     key_vault_url: str | None = None
@@ -133,6 +144,8 @@ class Settings:
             environment=environment,  # type: ignore[arg-type]
             storage_connection_string=get("GATEWAY_STORAGE_CONNECTION_STRING"),
             table_endpoint=get("GATEWAY_TABLE_ENDPOINT"),
+            queue_endpoint=get("GATEWAY_QUEUE_ENDPOINT"),
+            blob_endpoint=get("GATEWAY_BLOB_ENDPOINT"),
             table_prefix=get("GATEWAY_TABLE_PREFIX") or "",
             secret_backend=secret_backend,  # type: ignore[arg-type]
             key_vault_url=get("GATEWAY_KEY_VAULT_URL"),
@@ -179,6 +192,11 @@ class Settings:
         if not (self.storage_connection_string or self.table_endpoint):
             raise ConfigurationError(
                 "set GATEWAY_TABLE_ENDPOINT (Azure) or GATEWAY_STORAGE_CONNECTION_STRING (Azurite)"
+            )
+        if not self.storage_connection_string and not (self.queue_endpoint and self.blob_endpoint):
+            raise ConfigurationError(
+                "set GATEWAY_QUEUE_ENDPOINT and GATEWAY_BLOB_ENDPOINT (the on-premises relay's "
+                "queues and blobs) or GATEWAY_STORAGE_CONNECTION_STRING (Azurite)"
             )
         if self.secret_backend == "keyvault" and not self.key_vault_url:
             raise ConfigurationError("GATEWAY_SECRET_STORE=keyvault needs GATEWAY_KEY_VAULT_URL")

@@ -19,6 +19,8 @@ def prod_env(**extra: str) -> dict[str, str]:
     env = {
         "GATEWAY_ENVIRONMENT": "production",
         "GATEWAY_TABLE_ENDPOINT": AZURE_TABLES,
+        "GATEWAY_QUEUE_ENDPOINT": "https://acct.queue.core.windows.net",
+        "GATEWAY_BLOB_ENDPOINT": "https://acct.blob.core.windows.net",
         "GATEWAY_KEY_VAULT_URL": "https://kv.vault.azure.net/",
         "GATEWAY_AUTH_TENANT_IDS": "t1",
         "GATEWAY_AUTH_AUDIENCES": "api://gw",

@@ -53,10 +53,19 @@ class AuthOAuth2(Strict):
     grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
 
 
-AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey | AuthOAuth2, Field(discriminator="type")]
+class AuthWindows(Strict):
+    """NTLM/Negotiate through an on-premises gateway agent (the connection names it)."""
+
+    type: Literal["windows"]
+    protocol: Literal["negotiate", "ntlm"] = "negotiate"
 
 
-def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2) -> AuthScheme:
+AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows, Field(discriminator="type")]
+
+
+def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows) -> AuthScheme:
+    if isinstance(auth, AuthWindows):
+        return AuthScheme(type="windows", windows_protocol=auth.protocol)
     if isinstance(auth, AuthApiKey):
         return AuthScheme(type="apiKey", api_key_in=auth.in_, api_key_name=auth.name)
     if isinstance(auth, AuthOAuth2):
@@ -70,7 +79,7 @@ def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2) -> AuthSch
     return AuthScheme(type=auth.type)
 
 
-def oauth_client_input(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2) -> OAuthClientInput | None:
+def oauth_client_input(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows) -> OAuthClientInput | None:
     if not isinstance(auth, AuthOAuth2):
         return None
     return OAuthClientInput(auth.clientId, auth.clientSecret, auth.redirectUri)

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "functions.cli.dev",
     "functions.cli.connectors",
     "functions.cli.jobs",
+    "functions.cli.gateway_agent",
 )
 
 

@@ -12,7 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-AuthType = Literal["none", "basic", "apiKey", "oauth2"]
+AuthType = Literal["none", "basic", "apiKey", "oauth2", "windows"]
+WindowsProtocol = Literal["negotiate", "ntlm"]
 OAuthGrant = Literal["authorization_code", "client_credentials"]
 ConnectorSource = Literal["native", "powerplatform"]
 ApiKeyLocation = Literal["header", "query"]
@@ -110,11 +111,13 @@ class AuthScheme:
     api_key_in: ApiKeyLocation | None = None
     api_key_name: str | None = None
     oauth: OAuthScheme | None = None
+    # Windows authentication through an on-premises gateway agent.
+    windows_protocol: WindowsProtocol | None = None
 
     def secret_parameters(self) -> tuple[str, ...]:
         """Connection parameters that are credentials (stored only in the secret store)."""
-        if self.type == "basic":
-            return ("password",)
+        if self.type in ("basic", "windows"):
+            return ("username", "password")
         if self.type == "apiKey":
             return ("api_key",)
         return ()
@@ -122,6 +125,8 @@ class AuthScheme:
     def required_parameters(self) -> tuple[str, ...]:
         if self.type == "basic":
             return ("username", "password")
+        if self.type == "windows":
+            return ("gatewayId", "username", "password")
         if self.type == "apiKey":
             return ("api_key",)
         return ()
@@ -133,12 +138,20 @@ class AuthScheme:
             data["name"] = self.api_key_name
         if self.type == "oauth2" and self.oauth is not None:
             data.update(self.oauth.to_dict())
+        if self.type == "windows":
+            data["protocol"] = self.windows_protocol or "negotiate"
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuthScheme:
         oauth = OAuthScheme.from_dict(data) if data["type"] == "oauth2" else None
-        return cls(type=data["type"], api_key_in=data.get("in"), api_key_name=data.get("name"), oauth=oauth)
+        return cls(
+            type=data["type"],
+            api_key_in=data.get("in"),
+            api_key_name=data.get("name"),
+            oauth=oauth,
+            windows_protocol=data.get("protocol") if data["type"] == "windows" else None,
+        )
 
 
 @dataclass

@@ -31,6 +31,12 @@ these, never on a provider's name):
     pkce                  send a PKCE S256 challenge (RFC 7636; default true)
     clientCredentials     supports the client-credentials grant (RFC 6749 §4.4)
     invalidGrantErrors    provider error codes that mean `invalid_grant`
+    requestTemplates      the connector's settings may carry request templates (query
+                          strings and bodies, Power Platform `oauth2generic`): settings
+                          `authorization_query_template`, `token_query_template`,
+                          `token_body_template`, `refresh_query_template`,
+                          `refresh_body_template`, `scope_delimiter`, and `param:<name>`
+                          for the values of their placeholders (see `templates.py`)
 
 Unknown keys, unknown enum values, undeclared template parameters and non-https static
 URLs are refused with a message naming the provider and field.
@@ -52,6 +58,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from functions.oauth.errors import CatalogError, ProviderError, TransientProviderError
+from functions.oauth.templates import RequestTemplates
 
 CATALOG_PATH = Path(__file__).with_name("providers.json")
 DEFAULT_REFRESH_MARGIN = 300
@@ -96,6 +103,7 @@ _KNOWN_KEYS = {
     "pkce",
     "clientCredentials",
     "invalidGrantErrors",
+    "requestTemplates",
 }
 _TEMPLATE_KEYS = (
     "authorizationUrl",
@@ -145,6 +153,7 @@ class ProviderSpec:
     pkce: bool = True
     client_credentials: bool = False
     invalid_grant_errors: frozenset[str] = frozenset()
+    request_templates: bool = False
 
     @property
     def is_oidc(self) -> bool:
@@ -281,6 +290,9 @@ class ProviderSpec:
         pkce = flag("pkce", True)
         client_credentials = flag("clientCredentials", False)
         invalid_grant_errors = frozenset(string_list("invalidGrantErrors"))
+        request_templates = flag("requestTemplates", False)
+        if request_templates and token_client != "http":  # noqa: S105 - a setting's name, not a secret
+            bad("requestTemplates", "request templates need tokenClient http")
 
         if problems:
             raise CatalogError("invalid OAuth provider catalog: " + "; ".join(problems))
@@ -311,6 +323,7 @@ class ProviderSpec:
             pkce=pkce,
             client_credentials=client_credentials,
             invalid_grant_errors=invalid_grant_errors,
+            request_templates=request_templates,
         )
 
 
@@ -334,6 +347,8 @@ class ResolvedProvider:
     issuer: str | None = None
     msal_authority: str | None = None
     msal_oidc_authority: str | None = None
+    # Request templates (spec.request_templates), with the connection's values for them.
+    templates: RequestTemplates | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -467,6 +482,13 @@ class ProviderCatalog:
         spec = self.get(provider) if isinstance(provider, str) else provider
         values = dict(values or {})
         _check_settings(spec, values)
+        templates = None
+        if spec.request_templates:
+            templates = RequestTemplates.from_settings(values)
+            try:
+                templates.check()
+            except CatalogError as exc:
+                raise CatalogError(f"provider {spec.id!r}: {exc.detail}") from None
 
         def render(template: str | None) -> str | None:
             return None if template is None else render_template(spec, template, values)
@@ -490,6 +512,7 @@ class ProviderCatalog:
             issuer=issuer,
             msal_authority=render(spec.msal_authority),
             msal_oidc_authority=render(spec.msal_oidc_authority),
+            templates=templates,
         )
 
     async def discover(self, url: str, http: httpx.AsyncClient) -> dict[str, Any]:

@@ -4,6 +4,12 @@
   §4.5), §6 (refresh) and §4.4 (client credentials) over an `httpx.AsyncClient` the caller
   owns. Client authentication in the body or HTTP Basic (§2.3.1); responses in JSON
   (§5.1) or form-encoded (GitHub's default), whichever the Content-Type says.
+* `http` providers with request templates (`templates.py`, Power Platform
+  `oauth2generic`): the rendered token / refresh body is posted as is (form-encoded,
+  values percent-encoded) to the token / refresh URL plus its rendered query string; the
+  PKCE `code_verifier` is appended unless the template places `{CodeVerifier}`. The
+  template carries client authentication; nothing is added. A provider without a body
+  template for a request falls back to the RFC 6749 form for it.
 * `msal` providers (Microsoft Entra ID, Microsoft account, or msal against a generic OIDC
   authority): `msal.ConfidentialClientApplication`, imported lazily (cold start) and run
   in a worker thread (msal is synchronous). Applications are cached per authority and
@@ -23,6 +29,7 @@ import hashlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,7 +39,13 @@ import httpx
 import jwt
 
 from functions.oauth.catalog import ResolvedProvider
-from functions.oauth.errors import InvalidGrantError, ProviderError, TransientProviderError
+from functions.oauth.errors import (
+    CatalogError,
+    InvalidGrantError,
+    ProviderError,
+    TransientProviderError,
+)
+from functions.oauth.templates import append_pairs, append_query
 from functions.oauth.tokens import GrantKind, OAuthClient, TokenSet
 
 _TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
@@ -205,13 +218,44 @@ class TokenEndpointClient:
             return token_set_from_response(
                 provider, body, client_id=client.client_id, grant="authorization_code", nonce=nonce
             )
+        templates = provider.templates
+        if templates is not None and templates.token_body is not None:
+            flow = self._template_flow(provider, client, scopes, redirect_uri=redirect_uri)
+            flow.update(Code=code, CodeVerifier=code_verifier)
+            content = templates.render("token_body", flow) or ""
+            if code_verifier and not templates.uses("token_body", "CodeVerifier"):
+                content = append_pairs(content, {"code_verifier": code_verifier})
+            url = append_query(provider.token_url, templates.render("token_query", flow))
+            body = dict(await self._post_templated(provider, url, content))
+        else:
+            body = dict(
+                await self._post_code(provider, client, scopes, code, redirect_uri, code_verifier)
+            )
+        tokens = token_set_from_response(
+            provider, body, client_id=client.client_id, grant="authorization_code", nonce=nonce
+        )
+        # Refresh templates may name {RedirectUrl}; remember the one this grant used.
+        return replace(tokens, redirect_uri=redirect_uri) if templates is not None else tokens
+
+    async def _post_code(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        scopes: tuple[str, ...],
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None,
+    ) -> Mapping[str, Any]:
+        """The RFC 6749 §4.1.3 token request (+ a token URL query template, if any)."""
+        templates = provider.templates
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier:
             form["code_verifier"] = code_verifier
-        body = dict(await self._post(provider, provider.token_url, client, form))
-        return token_set_from_response(
-            provider, body, client_id=client.client_id, grant="authorization_code", nonce=nonce
-        )
+        url = provider.token_url
+        if templates is not None:
+            flow = self._template_flow(provider, client, scopes, redirect_uri=redirect_uri)
+            url = append_query(url, templates.render("token_query", {**flow, "Code": code}))
+        return await self._post(provider, url, client, form)
 
     async def refresh(
         self, provider: ResolvedProvider, client: OAuthClient, current: TokenSet
@@ -233,6 +277,17 @@ class TokenEndpointClient:
                 client,
                 lambda app: app.acquire_token_by_refresh_token(refresh_token, _msal_scopes(scopes)),
             )
+        elif provider.templates is not None:
+            templates = provider.templates
+            flow = self._template_flow(provider, client, scopes, redirect_uri=current.redirect_uri)
+            flow["RefreshToken"] = current.refresh_token
+            url = append_query(provider.refresh_url, templates.render("refresh_query", flow))
+            if templates.refresh_body is not None:
+                content = templates.render("refresh_body", flow) or ""
+                body = dict(await self._post_templated(provider, url, content))
+            else:
+                form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
+                body = dict(await self._post(provider, url, client, form))
         else:
             form = {"grant_type": "refresh_token", "refresh_token": current.refresh_token}
             body = dict(await self._post(provider, provider.refresh_url, client, form))
@@ -272,18 +327,62 @@ class TokenEndpointClient:
         scopes += [s for s in client.scopes if s not in scopes]
         return tuple(scopes)
 
+    @staticmethod
+    def check_template_client(provider: ResolvedProvider, client: OAuthClient) -> None:
+        """Refuse, before consent, a client the provider's token templates cannot use:
+        `{ClientSecret}` in a body needs the connector's client secret."""
+        templates = provider.templates
+        if templates is None or client.client_secret is not None:
+            return
+        for which in ("token_body", "token_query", "refresh_body", "refresh_query"):
+            if templates.uses(which, "ClientSecret"):
+                raise CatalogError(
+                    f"provider {provider.spec.id!r}: the OAuth request templates need "
+                    "{ClientSecret}: set the connector's OAuth client secret"
+                )
+
+    @staticmethod
+    def _template_flow(
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        scopes: tuple[str, ...],
+        *,
+        redirect_uri: str | None = None,
+    ) -> dict[str, str | None]:
+        """The well-known placeholder values every templated token request has."""
+        assert provider.templates is not None
+        return {
+            "ClientId": client.client_id,
+            "ClientSecret": client.client_secret,
+            "RedirectUrl": redirect_uri,
+            "Scopes": provider.templates.scope_delimiter.join(scopes),
+        }
+
     # -- HTTP --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _headers(provider: ResolvedProvider) -> dict[str, str]:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if provider.spec.token_response != "form":  # noqa: S105 - a setting's name, not a secret
+            # GitHub-style servers answer form-encoded unless asked for JSON; we only ask
+            # when the catalog says the provider speaks JSON.
+            headers["Accept"] = "application/json"
+        return headers
+
+    async def _post_templated(
+        self, provider: ResolvedProvider, url: str, content: str
+    ) -> Mapping[str, Any]:
+        """POST a rendered body template as is (it carries its own client auth)."""
+        return await self._send(
+            provider, url, content=content.encode("utf-8"), headers=self._headers(provider)
+        )
 
     async def _post(
         self, provider: ResolvedProvider, url: str, client: OAuthClient, form: dict[str, str]
     ) -> Mapping[str, Any]:
         spec = provider.spec
         data = {**spec.token_params, **form}
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if spec.token_response != "form":  # noqa: S105 - a setting's name, not a secret
-            # GitHub-style servers answer form-encoded unless asked for JSON; we only ask
-            # when the catalog says the provider speaks JSON.
-            headers["Accept"] = "application/json"
+        headers = self._headers(provider)
         extra: dict[str, Any] = {}
         if spec.client_auth == "basic" and client.client_secret is not None:
             # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
@@ -294,11 +393,13 @@ class TokenEndpointClient:
             data["client_id"] = client.client_id
             if client.client_secret is not None:
                 data["client_secret"] = client.client_secret
+        return await self._send(provider, url, data=data, headers=headers, **extra)
+
+    async def _send(self, provider: ResolvedProvider, url: str, **kwargs: Any) -> Mapping[str, Any]:
+        spec = provider.spec
         self.requests += 1
         try:
-            response = await self.http.post(
-                url, data=data, headers=headers, timeout=self.timeout, **extra
-            )
+            response = await self.http.post(url, timeout=self.timeout, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientProviderError(f"{spec.display_name} token endpoint timed out") from exc
         except httpx.HTTPError as exc:

@@ -19,6 +19,7 @@ from functions.oauth.catalog import ResolvedProvider
 from functions.oauth.client import TokenEndpointClient
 from functions.oauth.pkce import code_challenge_s256, new_code_verifier, new_nonce, new_state
 from functions.oauth.state_store import STATE_TTL, OAuthStateRecord, StateStore
+from functions.oauth.templates import append_pairs, append_query
 from functions.oauth.tokens import OAuthClient, TokenSet
 
 
@@ -44,6 +45,18 @@ def authorization_url(
     """The authorization request URL (RFC 6749 §4.1.1 + RFC 7636 §4.3)."""
     spec = provider.spec
     scopes = TokenEndpointClient.requested_scopes(provider, client)
+    templates = provider.templates
+    if templates is not None and templates.authorization_query is not None:
+        return _templated_authorization_url(
+            provider,
+            client,
+            scopes,
+            redirect_uri=redirect_uri,
+            state=state,
+            code_challenge=code_challenge,
+            nonce=nonce,
+            extra_params=extra_params,
+        )
     params: dict[str, str] = {
         "response_type": "code",
         "client_id": client.client_id,
@@ -63,6 +76,45 @@ def authorization_url(
     parts = urlsplit(provider.authorization_url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def _templated_authorization_url(
+    provider: ResolvedProvider,
+    client: OAuthClient,
+    scopes: tuple[str, ...],
+    *,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str | None,
+    nonce: str | None,
+    extra_params: dict[str, str] | None,
+) -> str:
+    """`authorizationUrlTemplate` + the rendered `authorizationUrlQueryStringTemplate`,
+    plus our state and PKCE challenge when the template does not place them."""
+    templates = provider.templates
+    assert templates is not None
+    TokenEndpointClient.check_template_client(provider, client)
+    flow = {
+        "ClientId": client.client_id,
+        "RedirectUrl": redirect_uri,
+        "State": state,
+        "Scopes": templates.scope_delimiter.join(scopes),
+        "CodeChallenge": code_challenge,
+    }
+    query = templates.render("authorization_query", flow) or ""
+    extra: dict[str, str] = {}
+    if not templates.uses("authorization_query", "State"):
+        extra["state"] = state  # the callback cannot work without it
+    if code_challenge is not None:
+        if not templates.uses("authorization_query", "CodeChallenge"):
+            extra["code_challenge"] = code_challenge
+        if "code_challenge_method" not in (templates.authorization_query or ""):
+            extra["code_challenge_method"] = "S256"
+    if nonce is not None:
+        extra["nonce"] = nonce
+    extra.update(provider.spec.authorization_params)
+    extra.update(extra_params or {})
+    return append_query(provider.authorization_url, append_pairs(query, extra))
 
 
 async def start_consent(

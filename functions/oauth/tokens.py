@@ -44,6 +44,8 @@ class TokenSet:
     id_token_claims: dict[str, Any] | None = None
     obtained_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     grant: GrantKind = "authorization_code"
+    # The redirect URI the grant was obtained with: `{RedirectUrl}` of refresh templates.
+    redirect_uri: str | None = None
 
     def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
         """True when the access token expires within `seconds` (never, without expiry)."""
@@ -62,9 +64,10 @@ class TokenSet:
     def merged_with_previous(self, previous: TokenSet) -> TokenSet:
         """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6)."""
         if self.refresh_token:
-            return self
+            return replace(self, redirect_uri=self.redirect_uri or previous.redirect_uri)
         return replace(
             self,
+            redirect_uri=self.redirect_uri or previous.redirect_uri,
             refresh_token=previous.refresh_token,
             refresh_token_expires_at=previous.refresh_token_expires_at,
             id_token_claims=self.id_token_claims or previous.id_token_claims,
@@ -81,6 +84,7 @@ class TokenSet:
             "id_token_claims": self.id_token_claims,
             "obtained_at": _iso(self.obtained_at),
             "grant": self.grant,
+            "redirect_uri": self.redirect_uri,
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -96,6 +100,7 @@ class TokenSet:
             id_token_claims=data.get("id_token_claims"),
             obtained_at=_parse_time(data.get("obtained_at")) or datetime.now(UTC),
             grant=data.get("grant") or "authorization_code",
+            redirect_uri=data.get("redirect_uri") or None,
         )
 
     def to_secret(self, existing: str | None = None) -> str:

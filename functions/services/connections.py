@@ -39,6 +39,8 @@ from functions.identity.principal import Principal
 from functions.logging_redaction import register_secret
 from functions.oauth import ReauthorizationRequiredError, StoredTokens, TokenSet
 from functions.observability import correlation_id
+from functions.onprem.envelope import encrypt_for_gateway
+from functions.onprem.registry import GatewayRegistry
 from functions.powerplatform import ConnectorDefinition, validate_connection_parameters
 from functions.services.access import connection_role, is_admin
 from functions.services.connectors import ConnectorService, LoadedDefinition
@@ -163,6 +165,7 @@ class ConnectionService:
         oauth: OAuthService,
         shares: ShareStore,
         audit: AuditLog,
+        gateways: GatewayRegistry,
         *,
         cache_seconds: float,
         admin_role: str = "Gateway.Admin",
@@ -174,6 +177,7 @@ class ConnectionService:
         self._oauth = oauth
         self._shares = shares
         self._audit = audit
+        self._gateways = gateways
         self._admin_role = admin_role
         self._admin_groups = admin_groups
         # Connection, connector, binding and grants of usable connections: the bound
@@ -204,9 +208,11 @@ class ConnectionService:
         option = (await self._connectors.definition(connector)).parsed.auth_option(parameter_set)
         return option.type if option is not None else "none"
 
-    async def _binding(self, connector: Connector, connection: Connection) -> OAuthBinding:
+    async def _binding(
+        self, connector: Connector, connection: Connection, secret_values: dict[str, Any] | None = None
+    ) -> OAuthBinding:
         definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
-        return await self._oauth.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
+        return await self._oauth.binding_for_connection(connector, definition, connection, secret_values)
 
     async def _validate(self, connector: Connector, data: ConnectionInput) -> tuple[dict[str, str], dict[str, Any], str | None]:
         """(secret values, plain values, parameter set) for a new connection."""
@@ -214,16 +220,24 @@ class ConnectionService:
             if data.parameter_set is not None:
                 message = "native connectors have no parameter sets"
                 raise ValidationFailedError(message, errors=[{"field": "parameterSet", "message": message}])
-            return validate_parameters(connector.auth, data.parameters), {}, None
+            values = validate_parameters(connector.auth, data.parameters)
+            plain: dict[str, Any] = {}
+            if connector.auth.type == "windows":
+                plain["gatewayId"] = values.pop("gatewayId")
+            return values, plain, None
         definition = (await self._connectors.definition(connector)).parsed
         secret, plain = validate_connection_parameters(definition, data.parameter_set, data.parameters)
         option = definition.auth_option(data.parameter_set)
         if option is not None and option.type == "windows":
-            raise AuthTypeNotSupportedError(
-                f"connections using {option.type} authentication are not supported yet "
-                f"(connector {connector.id}, parameter set {option.name or '(default)'})"
-            )
-        if option is not None and option.type == "basic":
+            # The gatewaySetting parameter names the on-premises gateway.
+            gateway_parameter = next((p.name for p in option.parameters if p.type == "gatewaySetting"), None)
+            if gateway_parameter is None or not plain.get(gateway_parameter):
+                name = f"parameters.{gateway_parameter or 'gateway'}"
+                raise ValidationFailedError(
+                    "windows authentication needs an on-premises gateway id", errors=[{"field": name, "message": "required"}]
+                )
+            plain["gatewayId"] = str(plain.pop(gateway_parameter))
+        if option is not None and option.type in ("basic", "windows"):
             # Both halves of a basic credential are secret, whatever the type says.
             for name in ("username", "password"):
                 if name in plain:
@@ -249,10 +263,16 @@ class ConnectionService:
             parameter_set=parameter_set,
             plain_parameters=plain,
         )
-        binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
+        binding = await self._binding(connector, connection, values) if auth_type == "oauth2" else None
+        secret_document: dict[str, Any] = {"format": SECRET_FORMAT_VERSION, "parameters": values}
+        if auth_type == "windows":
+            # Sealed for the gateway agent before anything is stored: no cloud
+            # component can read the Windows credentials afterwards.
+            secret_document = {"format": SECRET_FORMAT_VERSION, "parameters": {}, "envelope": await self._seal(caller, connection, values)}
+            del values
         connection = await self._store.insert_connection(connection)
         try:
-            payload = json.dumps({"format": SECRET_FORMAT_VERSION, "parameters": values})
+            payload = json.dumps(secret_document)
             version = await self._secrets.set_secret(
                 connection.secret_name,
                 payload,
@@ -282,6 +302,15 @@ class ConnectionService:
             # removed by cleanup.
             await self._discard(connection)
             raise
+
+    async def _seal(self, caller: Principal, connection: Connection, values: dict[str, str]) -> str:
+        gateway_id = str(connection.plain_parameters.get("gatewayId", ""))
+        gateway = await self._gateways.get(caller.tenant_id, gateway_id) if gateway_id else None
+        if gateway is None or gateway.owner_id != caller.object_id:
+            message = f"on-premises gateway {gateway_id or '(none)'} not found among yours"
+            raise ValidationFailedError(message, errors=[{"field": "parameters.gatewayId", "message": message}])
+        credentials = {"username": values.get("username", ""), "password": values.get("password", "")}
+        return encrypt_for_gateway(gateway.public_key_pem, gateway.id, connection.id, credentials)
 
     async def list_visible(self, caller: Principal) -> list[Connection]:
         """The caller's own connections and those shared with them (or their groups)."""
@@ -593,6 +622,13 @@ class ConnectionService:
         if cached.binding is not None:
             stored = StoredTokens(TokenSet.from_secret(secret.value), connection.secret_version, connection.status.value)
             oauth = OAuthCall(cached.binding, stored)
+        if "envelope" in payload:
+            scheme = connector.auth if connector.source == "native" else AuthScheme("windows", windows_protocol="negotiate")
+            parameters = {**connection.plain_parameters}
+            loaded_definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+            return ResolvedConnection(
+                connection, connector, scheme, {"envelope": payload["envelope"]}, parameters, loaded_definition
+            )
         if connector.source == "native":
             return ResolvedConnection(connection, connector, connector.auth, values, dict(values), oauth=oauth)
         loaded = await self._connectors.definition(connector)

@@ -29,6 +29,7 @@ from functions.errors import (
 )
 from functions.identity.principal import Principal
 from functions.observability import correlation_id
+from functions.onprem.relay import GatewayRelay
 from functions.powerplatform import (
     ConnectorDefinition,
     apply_request_policies,
@@ -92,12 +93,21 @@ def _has_response_policies(definition: ConnectorDefinition, operation_id: str | 
 
 class InvocationService:
     def __init__(
-        self, connections: ConnectionService, oauth: OAuthService, http: httpx.AsyncClient, audit: AuditLog
+        self,
+        connections: ConnectionService,
+        oauth: OAuthService,
+        http: httpx.AsyncClient,
+        audit: AuditLog,
+        relay: GatewayRelay,
+        *,
+        relay_timeout: float,
     ) -> None:
         self._connections = connections
         self._oauth = oauth
         self._http = http
         self._audit = audit
+        self._relay = relay
+        self._relay_timeout = relay_timeout
 
     async def invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
         """Forward a caller's request below the connector's base URL.
@@ -239,6 +249,8 @@ class InvocationService:
         return UpstreamResponse(response.status, cleaned, response._response, content, operation_id, resolved)
 
     async def send(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
+        if resolved.scheme.type == "windows":
+            return await self._send_through_gateway(resolved, request)
         url = build_upstream_url(request.base_url, request.path, request.query)
         response = await self._send_once(resolved, request, url, await self._auth(resolved))
         if response.status_code == 401 and resolved.oauth is not None:
@@ -249,6 +261,25 @@ class InvocationService:
             status=response.status_code,
             headers=returnable_response_headers(response.headers.multi_items()),
             _response=response,
+        )
+
+    async def _send_through_gateway(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
+        """Windows authentication: the on-premises agent calls the API (NTLM/Negotiate)
+        with credentials only it can decrypt; the response comes back buffered."""
+        result = await self._relay.send(
+            resolved.connection.tenant_id,
+            str(resolved.parameters.get("gatewayId", "")),
+            resolved.connection.id,
+            resolved.credentials["envelope"],
+            request,
+            timeout=self._relay_timeout,
+            protocol_name=resolved.scheme.windows_protocol or "negotiate",
+        )
+        return UpstreamResponse(
+            status=result.status,
+            headers=returnable_response_headers(result.headers, keep_content_length=False),
+            _response=result.to_httpx(),
+            content=result.body,
         )
 
     async def _auth(self, resolved: ResolvedConnection, *, force: bool = False) -> httpx.Auth:

@@ -18,6 +18,7 @@ The OAuth client secret lives in the secret store (`connector-{connector id}`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -154,6 +155,24 @@ class OAuthService:
 
     # -- configuration ---------------------------------------------------------------
 
+    async def binding_for_connection(
+        self,
+        connector: Connector,
+        definition: LoadedDefinition | None,
+        connection: Connection,
+        secret_parameters: dict[str, Any] | None = None,
+    ) -> OAuthBinding:
+        """The binding of an existing connection; its secret parameters (template values
+        such as a client secret given at connection creation) are read when not given."""
+        if secret_parameters is None:
+            secret_parameters = {}
+            if definition is not None and connection.secret_version:
+                secret = await self._secrets.get_secret(connection.secret_name, connection.secret_version)
+                secret_parameters = json.loads(secret.value).get("parameters", {})
+        return await self.binding_for(
+            connector, definition, connection.parameter_set, connection.plain_parameters, secret_parameters
+        )
+
     async def binding_for(
         self,
         connector: Connector,
@@ -277,7 +296,7 @@ class OAuthService:
             return CallbackResult("invalid_state", "The connector for this sign-in no longer exists."), record, connection
         definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
         try:
-            binding = await self.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
+            binding = await self.binding_for_connection(connector, definition, connection)
             tokens = await finish_consent(record, binding.provider, binding.client, self._tokens, code=params.get("code", ""))
             await self._token_store(connection).store_consent(tokens, connection.secret_name)
         except ProviderError as exc:
@@ -361,7 +380,7 @@ class OAuthService:
                     if connector is None:
                         return
                     definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
-                    binding = await self.binding_for(connector, definition, connection.parameter_set, connection.plain_parameters)
+                    binding = await self.binding_for_connection(connector, definition, connection)
                     store = self._token_store(connection)
                     current = await store.read_current()
                     if current.tokens is not None and not current.tokens.expires_within(

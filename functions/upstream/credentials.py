@@ -59,7 +59,7 @@ def auth_for(scheme: AuthScheme, parameters: dict[str, str]) -> httpx.Auth:
 
 def credential_header_names(scheme: AuthScheme) -> tuple[str, ...]:
     """Headers the credential occupies; callers may not send their own."""
-    if scheme.type in ("basic", "oauth2"):
+    if scheme.type in ("basic", "oauth2", "windows"):
         return ("authorization",)
     if scheme.type == "apiKey" and scheme.api_key_in == "header" and scheme.api_key_name:
         return (scheme.api_key_name,)

@@ -110,6 +110,8 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   GATEWAY_ENVIRONMENT: 'production'
   GATEWAY_TABLE_ENDPOINT: storage.properties.primaryEndpoints.table
+  GATEWAY_QUEUE_ENDPOINT: storage.properties.primaryEndpoints.queue
+  GATEWAY_BLOB_ENDPOINT: storage.properties.primaryEndpoints.blob
   GATEWAY_SECRET_STORE: 'keyvault'
   GATEWAY_KEY_VAULT_URL: vault.properties.vaultUri
   GATEWAY_AUTH_TENANT_IDS: authTenantIds

@@ -8,9 +8,9 @@ import base64
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from urllib.parse import parse_qs, urlsplit
 
 from functions.services.ids import new_id
 from tests.api.helpers import assert_problem

@@ -12,7 +12,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pytest
 
 from functions.devtools.processes import free_port, stop_process, wait_for_ports
 from tests.api.helpers import assert_problem

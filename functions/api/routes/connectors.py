@@ -19,7 +19,7 @@ from functions.api.schemas import (
     auth_scheme,
     oauth_client_input,
 )
-from functions.errors import UnsupportedMediaTypeError, ValidationFailedError
+from functions.errors import ValidationFailedError
 from functions.powerplatform import (
     API_DEFINITION_FILE,
     API_PROPERTIES_FILE,
