@@ -52,7 +52,9 @@ def _msal_session_factory(settings: Settings) -> Callable[[], Any] | None:
     import certifi
 
     bundle = Path(tempfile.gettempdir()) / f"connector-gateway-ca-{os.getpid()}.pem"
-    bundle.write_text(Path(certifi.where()).read_text() + "\n" + Path(settings.upstream_ca_file).read_text())
+    bundle.write_text(
+        Path(certifi.where()).read_text() + "\n" + Path(settings.upstream_ca_file).read_text()
+    )
 
     def make() -> Any:
         import requests
@@ -83,7 +85,9 @@ class Gateway:
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
-        timeout = httpx.Timeout(settings.upstream_timeout_seconds, connect=min(10.0, settings.upstream_timeout_seconds))
+        timeout = httpx.Timeout(
+            settings.upstream_timeout_seconds, connect=min(10.0, settings.upstream_timeout_seconds)
+        )
         # One pooled client for all upstream calls. trust_env=False: upstream calls
         # must not be diverted by ambient proxy variables.
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -91,7 +95,9 @@ class Gateway:
             verify=_upstream_tls(settings), limits=limits, trust_env=False
         )
         if settings.dev_upstream_resolve:
-            transport = ResolvingTransport(transport, parse_overrides(settings.dev_upstream_resolve))
+            transport = ResolvingTransport(
+                transport, parse_overrides(settings.dev_upstream_resolve)
+            )
         http = httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
         )
@@ -110,12 +116,17 @@ class Gateway:
         # The on-premises relay keeps its own storage clients: short retries keep
         # `gateway_offline` and `relay_unavailable` answers fast.
         onprem_registry = GatewayRegistry(
-            onprem_table_service(settings.storage_connection_string, settings.table_endpoint), settings.table_prefix
+            onprem_table_service(settings.storage_connection_string, settings.table_endpoint),
+            settings.table_prefix,
         )
         await onprem_registry.ensure_tables()
         queues, blobs = services_from_settings(settings)
         onprem_relay = GatewayRelay(
-            queues, blobs, onprem_registry, settings.table_prefix, max_body_bytes=settings.max_request_bytes
+            queues,
+            blobs,
+            onprem_registry,
+            settings.table_prefix,
+            max_body_bytes=settings.max_request_bytes,
         )
         secrets = build_secret_store(settings)
         tokens = TokenValidator.from_settings(settings)
@@ -167,7 +178,12 @@ class Gateway:
             connections=connections,
             oauth=oauth,
             invocations=InvocationService(
-                connections, oauth, http, audit, onprem_relay, relay_timeout=settings.upstream_timeout_seconds
+                connections,
+                oauth,
+                http,
+                audit,
+                onprem_relay,
+                relay_timeout=settings.upstream_timeout_seconds,
             ),
             onprem_registry=onprem_registry,
             onprem_relay=onprem_relay,

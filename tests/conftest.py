@@ -143,7 +143,9 @@ def make_settings(
 
 
 @pytest.fixture(scope="session")
-def start_gateway(make_settings: Callable[..., Settings], dev_key: str) -> Iterator[Callable[..., GatewayUnderTest]]:
+def start_gateway(
+    make_settings: Callable[..., Settings], dev_key: str
+) -> Iterator[Callable[..., GatewayUnderTest]]:
     started: list[ThreadedServer] = []
 
     def start(**overrides: Any) -> GatewayUnderTest:

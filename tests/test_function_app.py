@@ -56,7 +56,9 @@ class FunctionsHost:
     """Loads function_app.py and invokes its HTTP function on one event loop."""
 
     def __init__(self) -> None:
-        spec = importlib.util.spec_from_file_location("function_app_under_test", REPO / "function_app.py")
+        spec = importlib.util.spec_from_file_location(
+            "function_app_under_test", REPO / "function_app.py"
+        )
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -68,8 +70,12 @@ class FunctionsHost:
         self.handler = self.trigger.get_user_function()
         self.loop = asyncio.new_event_loop()
 
-    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes = b"") -> func.HttpResponse:
-        request = func.HttpRequest(method, "http://localhost:7071" + path, headers=headers or {}, body=body)
+    def request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> func.HttpResponse:
+        request = func.HttpRequest(
+            method, "http://localhost:7071" + path, headers=headers or {}, body=body
+        )
         return self.loop.run_until_complete(self.handler(request, Context()))
 
 
@@ -113,7 +119,9 @@ def test_same_answers_as_uvicorn(host: FunctionsHost, gateway: GatewayUnderTest,
     token = gateway.token("host-user")
     auth = {"Authorization": f"Bearer {token}"}
     with gateway.client("host-user") as client:
-        connector = create_connector(client, echo.url + "/base", {"type": "apiKey", "in": "query", "name": "code"})
+        connector = create_connector(
+            client, echo.url + "/base", {"type": "apiKey", "in": "query", "name": "code"}
+        )
         connection = create_connection(client, connector["id"], {"api_key": "host-test-key-1"})
         cases: list[tuple[str, str, dict[str, str], bytes]] = [
             ("GET", "/api/health", {}, b""),
@@ -121,7 +129,12 @@ def test_same_answers_as_uvicorn(host: FunctionsHost, gateway: GatewayUnderTest,
             ("GET", "/api/connectors", auth, b""),
             ("GET", f"/api/connectors/{connector['id']}", auth, b""),
             ("GET", f"/api/connectors/{'0' * 32}", auth, b""),
-            ("POST", "/api/connectors", {**auth, "Content-Type": "application/json"}, b'{"name": 1}'),
+            (
+                "POST",
+                "/api/connectors",
+                {**auth, "Content-Type": "application/json"},
+                b'{"name": 1}',
+            ),
             ("GET", f"/api/connections/{connection['id']}", auth, b""),
             ("GET", "/api/nowhere", auth, b""),
             ("GET", f"/api/connections/{connection['id']}/invoke/%00x", auth, b""),
@@ -130,13 +143,24 @@ def test_same_answers_as_uvicorn(host: FunctionsHost, gateway: GatewayUnderTest,
             with gateway.client(user=None) as plain:
                 expected = plain.request(method, path, headers=headers, content=body)
             actual = host.request(method, path, headers=headers, body=body)
-            assert comparable(actual.status_code, actual.mimetype or "", actual.get_body()) == comparable(
+            assert comparable(
+                actual.status_code, actual.mimetype or "", actual.get_body()
+            ) == comparable(
                 expected.status_code, expected.headers.get("content-type", ""), expected.content
             ), (method, path)
 
         # Invoke through the Functions host: the echo sees the same request as via uvicorn.
-        via_host = host.request("PUT", f"/api/connections/{connection['id']}/invoke/items/7?x=1", headers={**auth, "X-Custom": "a"}, body=b"payload")
-        via_uvicorn = client.put(f"/api/connections/{connection['id']}/invoke/items/7?x=1", headers={"X-Custom": "a"}, content=b"payload")
+        via_host = host.request(
+            "PUT",
+            f"/api/connections/{connection['id']}/invoke/items/7?x=1",
+            headers={**auth, "X-Custom": "a"},
+            body=b"payload",
+        )
+        via_uvicorn = client.put(
+            f"/api/connections/{connection['id']}/invoke/items/7?x=1",
+            headers={"X-Custom": "a"},
+            content=b"payload",
+        )
         assert via_host.status_code == via_uvicorn.status_code == 200
         host_report, uvicorn_report = json.loads(via_host.get_body()), via_uvicorn.json()
         for key in ("method", "path", "query", "body"):
@@ -144,7 +168,14 @@ def test_same_answers_as_uvicorn(host: FunctionsHost, gateway: GatewayUnderTest,
         assert host_report["query"] == "x=1&code=host-test-key-1"
 
         # A connector created through the Functions host is visible through uvicorn.
-        created = host.request("POST", "/api/connectors", headers={**auth, "Content-Type": "application/json"},
-                               body=json.dumps({"name": "via-host", "baseUrl": echo.url}).encode())
+        created = host.request(
+            "POST",
+            "/api/connectors",
+            headers={**auth, "Content-Type": "application/json"},
+            body=json.dumps({"name": "via-host", "baseUrl": echo.url}).encode(),
+        )
         assert created.status_code == 201
-        assert client.get(f"/api/connectors/{json.loads(created.get_body())['id']}").json()["name"] == "via-host"
+        assert (
+            client.get(f"/api/connectors/{json.loads(created.get_body())['id']}").json()["name"]
+            == "via-host"
+        )

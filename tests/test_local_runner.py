@@ -25,7 +25,10 @@ def test_ensure_local_settings_generates_keys_once(tmp_path: Path) -> None:
     target = tmp_path / "local.settings.json"
     assert ensure_local_settings(target) is True
     first = read_values(target)
-    assert first["GATEWAY_LOCAL_SECRET_KEY"] and "BEGIN PRIVATE KEY" in first["GATEWAY_DEV_ISSUER_PRIVATE_KEY"]
+    assert (
+        first["GATEWAY_LOCAL_SECRET_KEY"]
+        and "BEGIN PRIVATE KEY" in first["GATEWAY_DEV_ISSUER_PRIVATE_KEY"]
+    )
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     assert ensure_local_settings(target) is False
     assert read_values(target) == first
@@ -43,8 +46,20 @@ def test_dev_runner_serves_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions", "dev", "--port", str(port), "--settings-file", str(settings_file)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "functions",
+            "dev",
+            "--port",
+            str(port),
+            "--settings-file",
+            str(settings_file),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

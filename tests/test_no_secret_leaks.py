@@ -43,7 +43,10 @@ def test_secret_values_appear_nowhere_but_the_vault(
                 responses.append(client.get("/api/connections").text)
         # Bad input that carries a secret is not echoed back either.
         responses.append(
-            client.post(f"/api/connectors/{connector['id']}/connections", json={"displayName": "x", "parameters": {"password": password, "bogus": password}}).text
+            client.post(
+                f"/api/connectors/{connector['id']}/connections",
+                json={"displayName": "x", "parameters": {"password": password, "bogus": password}},
+            ).text
         )
     logs = "\n".join(record.getMessage() for record in caplog.records)
     logs += "\n".join(str(record.exc_info) for record in caplog.records if record.exc_info)

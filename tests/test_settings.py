@@ -63,7 +63,10 @@ def test_refused_settings(extra: dict[str, str], message: str) -> None:
 
 
 def test_development_needs_a_local_key_for_the_local_store() -> None:
-    env = {"GATEWAY_ENVIRONMENT": "development", "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"}
+    env = {
+        "GATEWAY_ENVIRONMENT": "development",
+        "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    }
     with pytest.raises(ConfigurationError, match="GATEWAY_LOCAL_SECRET_KEY"):
         Settings.from_env(env)
     settings = Settings.from_env({**env, "GATEWAY_LOCAL_SECRET_KEY": "k"})

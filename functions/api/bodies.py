@@ -43,16 +43,22 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes", extra={"limit": limit})
+    return PayloadTooLargeError(
+        f"request body exceeds the limit of {limit} bytes", extra={"limit": limit}
+    )
 
 
 def parse_json(raw: bytes) -> Any:
     if not raw.strip():
-        raise BadRequestError("the request body is empty; a JSON object is required", code="invalid_json")
+        raise BadRequestError(
+            "the request body is empty; a JSON object is required", code="invalid_json"
+        )
     try:
         return json.loads(raw)
     except UnicodeDecodeError as exc:
-        raise BadRequestError(f"the request body is not UTF-8 ({exc.reason})", code="invalid_json") from None
+        raise BadRequestError(
+            f"the request body is not UTF-8 ({exc.reason})", code="invalid_json"
+        ) from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(
             f"the request body is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}",
@@ -81,7 +87,5 @@ async def json_body(request: Request, model: type[M], limit: int = MAX_JSON_BYTE
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media and media != "application/json" and not media.endswith("+json"):
-        raise UnsupportedMediaTypeError(
-            f"expected Content-Type application/json, got {media!r}"
-        )
+        raise UnsupportedMediaTypeError(f"expected Content-Type application/json, got {media!r}")
     return validate_model(model, parse_json(await read_body(request, limit)))

@@ -60,7 +60,9 @@ class AuthWindows(Strict):
     protocol: Literal["negotiate", "ntlm"] = "negotiate"
 
 
-AuthInput = Annotated[AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows, Field(discriminator="type")]
+AuthInput = Annotated[
+    AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows, Field(discriminator="type")
+]
 
 
 def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows) -> AuthScheme:
@@ -79,7 +81,9 @@ def auth_scheme(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindo
     return AuthScheme(type=auth.type)
 
 
-def oauth_client_input(auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows) -> OAuthClientInput | None:
+def oauth_client_input(
+    auth: AuthNone | AuthBasic | AuthApiKey | AuthOAuth2 | AuthWindows,
+) -> OAuthClientInput | None:
     if not isinstance(auth, AuthOAuth2):
         return None
     return OAuthClientInput(auth.clientId, auth.clientSecret, auth.redirectUri)
@@ -145,7 +149,9 @@ class ConnectionUpdate(Strict):
 
 class Offboard(Strict):
     action: Literal["transfer", "disable"]
-    newOwner: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+    newOwner: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$"
+    )
 
     @model_validator(mode="after")
     def _new_owner(self) -> Offboard:

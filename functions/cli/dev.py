@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "7071")))
     parser.add_argument(
-        "--settings-file", type=Path, default=None, help="default: local.settings.json at the repo root"
+        "--settings-file",
+        type=Path,
+        default=None,
+        help="default: local.settings.json at the repo root",
     )
     parser.set_defaults(handler=run)
 

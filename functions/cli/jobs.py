@@ -7,9 +7,13 @@ import asyncio
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("cleanup", help="finish interrupted connection creates and deletes")
+    parser = subparsers.add_parser(
+        "cleanup", help="finish interrupted connection creates and deletes"
+    )
     parser.set_defaults(handler=run_cleanup)
-    parser = subparsers.add_parser("refresh-due", help="refresh OAuth tokens that are about to expire")
+    parser = subparsers.add_parser(
+        "refresh-due", help="refresh OAuth tokens that are about to expire"
+    )
     parser.set_defaults(handler=run_refresh_due)
 
 

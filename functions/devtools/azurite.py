@@ -38,7 +38,9 @@ class AzuritePorts:
         )
 
 
-def start_azurite(ports: AzuritePorts, *, location: Path | None = None, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+def start_azurite(
+    ports: AzuritePorts, *, location: Path | None = None, timeout: float = 30.0
+) -> subprocess.Popen[bytes]:
     """Start Azurite; in memory unless `location` is given. Returns the node process."""
     if not AZURITE_JS.exists():
         raise RuntimeError(f"Azurite is not installed ({AZURITE_JS} missing); run `npm ci`")
@@ -46,11 +48,24 @@ def start_azurite(ports: AzuritePorts, *, location: Path | None = None, timeout:
     if node is None:
         raise RuntimeError("node is not on PATH; Azurite needs Node.js 20")
     args = [
-        node, str(AZURITE_JS),
-        "--blobHost", "127.0.0.1", "--blobPort", str(ports.blob),
-        "--queueHost", "127.0.0.1", "--queuePort", str(ports.queue),
-        "--tableHost", "127.0.0.1", "--tablePort", str(ports.table),
-        "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+        node,
+        str(AZURITE_JS),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports.blob),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(ports.queue),
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(ports.table),
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
     ]
     if location is None:
         args.append("--inMemoryPersistence")

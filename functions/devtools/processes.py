@@ -21,7 +21,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for_ports(ports: list[int], timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_ports(
+    ports: list[int], timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if all(port_open(p) for p in ports):

@@ -96,7 +96,11 @@ class OAuthClientConfig:
     redirect_uri: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clientId": self.client_id, "secretVersion": self.secret_version, "redirectUri": self.redirect_uri}
+        return {
+            "clientId": self.client_id,
+            "secretVersion": self.secret_version,
+            "redirectUri": self.redirect_uri,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OAuthClientConfig:

@@ -112,7 +112,7 @@ def _item_relative_path(text: str) -> tuple[str | int, ...]:
     cleaned = text.strip()
     for prefix in ("@item()", "item()"):
         if cleaned.startswith(prefix):
-            cleaned = cleaned[len(prefix):].lstrip(".")
+            cleaned = cleaned[len(prefix) :].lstrip(".")
             break
     if not cleaned:
         raise _Unusable("newPropertyPath must name a property of the item")

@@ -25,7 +25,9 @@ def is_admin(caller: Principal, admin_role: str, admin_groups: Iterable[str]) ->
     return admin_role in caller.roles or bool(set(caller.groups) & set(admin_groups))
 
 
-def connector_role(caller: Principal, connector: Connector, shares: Iterable[Share]) -> ConnectorRole | None:
+def connector_role(
+    caller: Principal, connector: Connector, shares: Iterable[Share]
+) -> ConnectorRole | None:
     if caller.tenant_id != connector.tenant_id:
         return None
     if connector.owner_id == caller.object_id:
@@ -39,7 +41,9 @@ def connector_role(caller: Principal, connector: Connector, shares: Iterable[Sha
     return None
 
 
-def connection_role(caller: Principal, connection: Connection, shares: Iterable[Share]) -> ConnectionRole | None:
+def connection_role(
+    caller: Principal, connection: Connection, shares: Iterable[Share]
+) -> ConnectionRole | None:
     if caller.tenant_id != connection.tenant_id:
         return None
     if connection.owner_id == caller.object_id:

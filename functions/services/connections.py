@@ -139,7 +139,10 @@ def validate_parameters(scheme: AuthScheme, parameters: dict[str, Any]) -> dict[
         if name not in allowed:
             expected = ", ".join(sorted(allowed)) or "none"
             errors.append(
-                {"field": f"parameters.{name}", "message": f"unknown parameter (expected: {expected})"}
+                {
+                    "field": f"parameters.{name}",
+                    "message": f"unknown parameter (expected: {expected})",
+                }
             )
         elif not isinstance(value, str):
             errors.append({"field": f"parameters.{name}", "message": "must be a string"})
@@ -150,7 +153,8 @@ def validate_parameters(scheme: AuthScheme, parameters: dict[str, Any]) -> dict[
             errors.append({"field": f"parameters.{name}", "message": "required"})
     if errors:
         raise ValidationFailedError(
-            "invalid connection parameters: " + "; ".join(e["field"] + " " + e["message"] for e in errors),
+            "invalid connection parameters: "
+            + "; ".join(e["field"] + " " + e["message"] for e in errors),
             errors=errors,
         )
     return {name: str(value) for name, value in parameters.items()}
@@ -188,7 +192,14 @@ class ConnectionService:
     def is_admin(self, caller: Principal) -> bool:
         return is_admin(caller, self._admin_role, self._admin_groups)
 
-    def _record(self, caller: Principal, action: str, status: int, connection: Connection | None = None, **extra: Any) -> None:
+    def _record(
+        self,
+        caller: Principal,
+        action: str,
+        status: int,
+        connection: Connection | None = None,
+        **extra: Any,
+    ) -> None:
         self._audit.record(
             AuditEvent(
                 tenant_id=caller.tenant_id,
@@ -209,32 +220,50 @@ class ConnectionService:
         return option.type if option is not None else "none"
 
     async def _binding(
-        self, connector: Connector, connection: Connection, secret_values: dict[str, Any] | None = None
+        self,
+        connector: Connector,
+        connection: Connection,
+        secret_values: dict[str, Any] | None = None,
     ) -> OAuthBinding:
-        definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
-        return await self._oauth.binding_for_connection(connector, definition, connection, secret_values)
+        definition = (
+            await self._connectors.definition(connector)
+            if connector.source == "powerplatform"
+            else None
+        )
+        return await self._oauth.binding_for_connection(
+            connector, definition, connection, secret_values
+        )
 
-    async def _validate(self, connector: Connector, data: ConnectionInput) -> tuple[dict[str, str], dict[str, Any], str | None]:
+    async def _validate(
+        self, connector: Connector, data: ConnectionInput
+    ) -> tuple[dict[str, str], dict[str, Any], str | None]:
         """(secret values, plain values, parameter set) for a new connection."""
         if connector.source == "native":
             if data.parameter_set is not None:
                 message = "native connectors have no parameter sets"
-                raise ValidationFailedError(message, errors=[{"field": "parameterSet", "message": message}])
+                raise ValidationFailedError(
+                    message, errors=[{"field": "parameterSet", "message": message}]
+                )
             values = validate_parameters(connector.auth, data.parameters)
             plain: dict[str, Any] = {}
             if connector.auth.type == "windows":
                 plain["gatewayId"] = values.pop("gatewayId")
             return values, plain, None
         definition = (await self._connectors.definition(connector)).parsed
-        secret, plain = validate_connection_parameters(definition, data.parameter_set, data.parameters)
+        secret, plain = validate_connection_parameters(
+            definition, data.parameter_set, data.parameters
+        )
         option = definition.auth_option(data.parameter_set)
         if option is not None and option.type == "windows":
             # The gatewaySetting parameter names the on-premises gateway.
-            gateway_parameter = next((p.name for p in option.parameters if p.type == "gatewaySetting"), None)
+            gateway_parameter = next(
+                (p.name for p in option.parameters if p.type == "gatewaySetting"), None
+            )
             if gateway_parameter is None or not plain.get(gateway_parameter):
                 name = f"parameters.{gateway_parameter or 'gateway'}"
                 raise ValidationFailedError(
-                    "windows authentication needs an on-premises gateway id", errors=[{"field": name, "message": "required"}]
+                    "windows authentication needs an on-premises gateway id",
+                    errors=[{"field": name, "message": "required"}],
                 )
             plain["gatewayId"] = str(plain.pop(gateway_parameter))
         if option is not None and option.type in ("basic", "windows"):
@@ -244,7 +273,9 @@ class ConnectionService:
                     secret[name] = str(plain.pop(name))
         return secret, plain, data.parameter_set
 
-    async def create(self, caller: Principal, connector_id: str, data: ConnectionInput) -> CreatedConnection:
+    async def create(
+        self, caller: Principal, connector_id: str, data: ConnectionInput
+    ) -> CreatedConnection:
         """Create a connection. OAuth ones come back `consent_required` with the URL to
         send the user to (or `connected` for the client-credentials grant)."""
         connector = await self._connectors.get_visible(caller, connector_id)
@@ -263,12 +294,18 @@ class ConnectionService:
             parameter_set=parameter_set,
             plain_parameters=plain,
         )
-        binding = await self._binding(connector, connection, values) if auth_type == "oauth2" else None
+        binding = (
+            await self._binding(connector, connection, values) if auth_type == "oauth2" else None
+        )
         secret_document: dict[str, Any] = {"format": SECRET_FORMAT_VERSION, "parameters": values}
         if auth_type == "windows":
             # Sealed for the gateway agent before anything is stored: no cloud
             # component can read the Windows credentials afterwards.
-            secret_document = {"format": SECRET_FORMAT_VERSION, "parameters": {}, "envelope": await self._seal(caller, connection, values)}
+            secret_document = {
+                "format": SECRET_FORMAT_VERSION,
+                "parameters": {},
+                "envelope": await self._seal(caller, connection, values),
+            }
             del values
         connection = await self._store.insert_connection(connection)
         try:
@@ -289,13 +326,17 @@ class ConnectionService:
                 await self._oauth.connect_client_credentials(connection, binding)
                 refreshed = await self._store.get_connection(connection.tenant_id, connection.id)
                 assert refreshed is not None
-                self._record(caller, "connection.create", 201, refreshed, detail="client_credentials")
+                self._record(
+                    caller, "connection.create", 201, refreshed, detail="client_credentials"
+                )
                 return CreatedConnection(refreshed, None)
             else:
                 connection.status = ConnectionStatus.CONSENT_REQUIRED
                 consent_url = await self._oauth.consent_url(caller, connection, binding)
             connection = await self._store.replace_connection(connection)
-            self._record(caller, "connection.create", 201, connection, detail=connection.status.value)
+            self._record(
+                caller, "connection.create", 201, connection, detail=connection.status.value
+            )
             return CreatedConnection(connection, consent_url)
         except BaseException:
             # Undo what we can; whatever remains stays pending (never usable) and is
@@ -308,8 +349,13 @@ class ConnectionService:
         gateway = await self._gateways.get(caller.tenant_id, gateway_id) if gateway_id else None
         if gateway is None or gateway.owner_id != caller.object_id:
             message = f"on-premises gateway {gateway_id or '(none)'} not found among yours"
-            raise ValidationFailedError(message, errors=[{"field": "parameters.gatewayId", "message": message}])
-        credentials = {"username": values.get("username", ""), "password": values.get("password", "")}
+            raise ValidationFailedError(
+                message, errors=[{"field": "parameters.gatewayId", "message": message}]
+            )
+        credentials = {
+            "username": values.get("username", ""),
+            "password": values.get("password", ""),
+        }
         return encrypt_for_gateway(gateway.public_key_pem, gateway.id, connection.id, credentials)
 
     async def list_visible(self, caller: Principal) -> list[Connection]:
@@ -317,7 +363,9 @@ class ConnectionService:
         owned = await self._store.list_connections(caller.tenant_id, owner_id=caller.object_id)
         result = [c for c in owned if _visible_status(c)]
         seen = {c.id for c in result}
-        for share in await self._shares.for_subjects(caller.tenant_id, "connection", caller.share_keys):
+        for share in await self._shares.for_subjects(
+            caller.tenant_id, "connection", caller.share_keys
+        ):
             if share.resource_id in seen:
                 continue
             connection = await self._store.get_connection(caller.tenant_id, share.resource_id)
@@ -374,13 +422,21 @@ class ConnectionService:
             return ""
         return await self._oauth.consent_url(caller, connection, binding)
 
-    async def update(self, caller: Principal, connection_id: str, display_name: str | None, parameters: dict[str, Any] | None) -> Connection:
+    async def update(
+        self,
+        caller: Principal,
+        connection_id: str,
+        display_name: str | None,
+        parameters: dict[str, Any] | None,
+    ) -> Connection:
         """Rename, or replace the credentials (a new secret version). Owner only."""
         connection = await self._owned(caller, connection_id)
         if display_name is not None:
             connection.display_name = display_name
         if parameters is not None:
-            connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+            connector = await self._store.get_connector(
+                connection.tenant_id, connection.connector_id
+            )
             if connector is None:
                 raise connection_not_found(connection_id)
             if await self._auth_type(connector, connection.parameter_set) == "oauth2":
@@ -389,17 +445,26 @@ class ConnectionService:
                     code="not_changeable",
                 )
             values, plain, _ = await self._validate(
-                connector, ConnectionInput(connection.display_name, parameters, connection.parameter_set)
+                connector,
+                ConnectionInput(connection.display_name, parameters, connection.parameter_set),
             )
             payload = json.dumps({"format": SECRET_FORMAT_VERSION, "parameters": values})
             connection.secret_version = await self._secrets.set_secret(
-                connection.secret_name, payload, tags={"connection": connection.id, "connector": connector.id}
+                connection.secret_name,
+                payload,
+                tags={"connection": connection.id, "connector": connector.id},
             )
             connection.plain_parameters = plain
             connection.parameters_set = tuple(sorted([*values, *plain]))
         connection = await self._store.replace_connection(connection)
         self._resolved.evict((caller.tenant_id, connection_id))
-        self._record(caller, "connection.update", 200, connection, detail="credentials" if parameters is not None else "name")
+        self._record(
+            caller,
+            "connection.update",
+            200,
+            connection,
+            detail="credentials" if parameters is not None else "name",
+        )
         return connection
 
     async def delete(self, caller: Principal, connection_id: str) -> None:
@@ -407,7 +472,11 @@ class ConnectionService:
         does not exist, or that the caller cannot see, succeeds and does nothing."""
         if is_valid_id(connection_id):
             existing = await self._store.get_connection(caller.tenant_id, connection_id)
-            if existing is not None and existing.status == ConnectionStatus.DELETING and existing.owner_id == caller.object_id:
+            if (
+                existing is not None
+                and existing.status == ConnectionStatus.DELETING
+                and existing.owner_id == caller.object_id
+            ):
                 # An interrupted delete: finish it.
                 await self._finish_delete(existing)
                 return
@@ -434,37 +503,71 @@ class ConnectionService:
 
     # -- sharing -------------------------------------------------------------------
 
-    async def share(self, caller: Principal, connection_id: str, principal_type: PrincipalType, principal_id: str) -> Share:
+    async def share(
+        self,
+        caller: Principal,
+        connection_id: str,
+        principal_type: PrincipalType,
+        principal_id: str,
+    ) -> Share:
         """Let a user, group or app invoke the connection with the owner's credentials."""
         connection = await self._owned(caller, connection_id)
         connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
         if connector is None:
             raise connection_not_found(connection_id)
-        if not await self._connectors.connection_sharing_allowed(connector, connection.parameter_set):
+        if not await self._connectors.connection_sharing_allowed(
+            connector, connection.parameter_set
+        ):
             raise ForbiddenError(
                 f"connector {connector.id} does not allow its connections to be shared",
                 code="connection_sharing_not_allowed",
             )
         if f"{principal_type}:{principal_id}" in caller.share_keys and principal_type != "group":
             message = "a connection cannot be shared with its owner"
-            raise ValidationFailedError(message, errors=[{"field": "principal.id", "message": message}])
+            raise ValidationFailedError(
+                message, errors=[{"field": "principal.id", "message": message}]
+            )
         share = await self._shares.put(
-            Share(caller.tenant_id, "connection", connection.id, principal_type, principal_id, "invoke", caller.object_id)
+            Share(
+                caller.tenant_id,
+                "connection",
+                connection.id,
+                principal_type,
+                principal_id,
+                "invoke",
+                caller.object_id,
+            )
         )
         self._record(caller, "share", 201, connection, detail=share.subject)
         return share
 
-    async def unshare(self, caller: Principal, connection_id: str, principal_type: PrincipalType, principal_id: str) -> None:
+    async def unshare(
+        self,
+        caller: Principal,
+        connection_id: str,
+        principal_type: PrincipalType,
+        principal_id: str,
+    ) -> None:
         connection = await self._owned(caller, connection_id)
-        removed = await self._shares.delete(caller.tenant_id, "connection", connection.id, principal_type, principal_id)
+        removed = await self._shares.delete(
+            caller.tenant_id, "connection", connection.id, principal_type, principal_id
+        )
         self._resolved.evict((caller.tenant_id, connection_id))
-        self._record(caller, "unshare", 204 if removed else 404, connection, detail=f"{principal_type}:{principal_id}")
+        self._record(
+            caller,
+            "unshare",
+            204 if removed else 404,
+            connection,
+            detail=f"{principal_type}:{principal_id}",
+        )
 
     async def list_shares(self, caller: Principal, connection_id: str) -> list[Share]:
         connection = await self._owned(caller, connection_id)
         return await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
 
-    async def activity(self, caller: Principal, connection_id: str, since: timedelta) -> list[dict[str, Any]]:
+    async def activity(
+        self, caller: Principal, connection_id: str, since: timedelta
+    ) -> list[dict[str, Any]]:
         """The connection's audit records, newest first (owner and admins)."""
         connection, role = await self._load(caller, connection_id)
         if role == "grantee":
@@ -476,7 +579,9 @@ class ConnectionService:
 
     async def my_activity(self, caller: Principal, since: timedelta) -> list[dict[str, Any]]:
         """What the caller did through the gateway, newest first."""
-        return await self._audit.query(principal_partition(caller.tenant_id, principal_subject(caller)), since)
+        return await self._audit.query(
+            principal_partition(caller.tenant_id, principal_subject(caller)), since
+        )
 
     # -- administration ------------------------------------------------------------
 
@@ -489,7 +594,9 @@ class ConnectionService:
         items = await self._store.list_connections(caller.tenant_id)
         return [c for c in items if _visible_status(c)]
 
-    async def admin_set_disabled(self, caller: Principal, connection_id: str, disabled: bool) -> Connection:
+    async def admin_set_disabled(
+        self, caller: Principal, connection_id: str, disabled: bool
+    ) -> Connection:
         self._require_admin(caller)
         connection, _ = await self._load(caller, connection_id)
         if disabled:
@@ -503,7 +610,9 @@ class ConnectionService:
         self._record(caller, "admin.disable" if disabled else "admin.enable", 200, connection)
         return connection
 
-    async def offboard(self, caller: Principal, object_id: str, action: str, new_owner: str | None) -> dict[str, int]:
+    async def offboard(
+        self, caller: Principal, object_id: str, action: str, new_owner: str | None
+    ) -> dict[str, int]:
         """A principal leaves: their connections are transferred to `new_owner` or
         disabled, so they never silently keep working for grantees; their connectors
         are transferred (with `transfer`) or left for an admin to reassign."""
@@ -520,7 +629,9 @@ class ConnectionService:
                 connection.status = ConnectionStatus.DISABLED
             await self._store.replace_connection(connection)
             self._resolved.evict((caller.tenant_id, connection.id))
-            self._record(caller, f"admin.offboard.{action}", 200, connection, detail=f"user:{object_id}")
+            self._record(
+                caller, f"admin.offboard.{action}", 200, connection, detail=f"user:{object_id}"
+            )
             changed += 1
         moved = 0
         if action == "transfer":
@@ -536,11 +647,21 @@ class ConnectionService:
             await self._delete(connection)
             await self._shares.delete_for_resource(caller.tenant_id, "connection", connection.id)
             self._resolved.evict((caller.tenant_id, connection.id))
-            self._record(caller, "connection.delete", 204, connection, detail="account data deleted")
+            self._record(
+                caller, "connection.delete", 204, connection, detail="account data deleted"
+            )
         held = 0
         for resource_type in ("connection", "connector"):
-            for share in await self._shares.for_subjects(caller.tenant_id, resource_type, frozenset({principal_subject(caller)})):
-                await self._shares.delete(caller.tenant_id, resource_type, share.resource_id, share.principal_type, share.principal_id)
+            for share in await self._shares.for_subjects(
+                caller.tenant_id, resource_type, frozenset({principal_subject(caller)})
+            ):
+                await self._shares.delete(
+                    caller.tenant_id,
+                    resource_type,
+                    share.resource_id,
+                    share.principal_type,
+                    share.principal_id,
+                )
                 held += 1
         return {"connections": len(owned), "grants": held}
 
@@ -593,7 +714,9 @@ class ConnectionService:
             shares = await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
             if connection_role(caller, connection, shares) is None:
                 raise connection_not_found(connection_id)
-            connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+            connector = await self._store.get_connector(
+                connection.tenant_id, connection.connector_id
+            )
             if connector is None:
                 raise connection_not_found(connection_id)
             _check_usable(connection)
@@ -608,7 +731,8 @@ class ConnectionService:
         if connection_role(caller, connection, cached.shares) is None:
             if self.is_admin(caller):
                 raise ForbiddenError(
-                    f"you may see connection {connection_id} but not invoke it", code="not_a_grantee"
+                    f"you may see connection {connection_id} but not invoke it",
+                    code="not_a_grantee",
                 )
             raise connection_not_found(connection_id)
         assert connection.secret_version is not None
@@ -620,21 +744,44 @@ class ConnectionService:
             register_secret(value)
         oauth = None
         if cached.binding is not None:
-            stored = StoredTokens(TokenSet.from_secret(secret.value), connection.secret_version, connection.status.value)
+            stored = StoredTokens(
+                TokenSet.from_secret(secret.value),
+                connection.secret_version,
+                connection.status.value,
+            )
             oauth = OAuthCall(cached.binding, stored)
         if "envelope" in payload:
-            scheme = connector.auth if connector.source == "native" else AuthScheme("windows", windows_protocol="negotiate")
+            scheme = (
+                connector.auth
+                if connector.source == "native"
+                else AuthScheme("windows", windows_protocol="negotiate")
+            )
             parameters = {**connection.plain_parameters}
-            loaded_definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+            loaded_definition = (
+                await self._connectors.definition(connector)
+                if connector.source == "powerplatform"
+                else None
+            )
             return ResolvedConnection(
-                connection, connector, scheme, {"envelope": payload["envelope"]}, parameters, loaded_definition
+                connection,
+                connector,
+                scheme,
+                {"envelope": payload["envelope"]},
+                parameters,
+                loaded_definition,
             )
         if connector.source == "native":
-            return ResolvedConnection(connection, connector, connector.auth, values, dict(values), oauth=oauth)
+            return ResolvedConnection(
+                connection, connector, connector.auth, values, dict(values), oauth=oauth
+            )
         loaded = await self._connectors.definition(connector)
-        scheme, credentials = _credentials_for(loaded.parsed, connection.parameter_set, values, connection.plain_parameters)
+        scheme, credentials = _credentials_for(
+            loaded.parsed, connection.parameter_set, values, connection.plain_parameters
+        )
         parameters = {**connection.plain_parameters, **values}
-        return ResolvedConnection(connection, connector, scheme, credentials, parameters, loaded, oauth)
+        return ResolvedConnection(
+            connection, connector, scheme, credentials, parameters, loaded, oauth
+        )
 
     def forget(self, tenant_id: str, connection_id: str) -> None:
         """Drop this instance's cached view of a connection (after a change)."""
@@ -644,25 +791,35 @@ class ConnectionService:
 def _check_usable(connection: Connection) -> None:
     if connection.status == ConnectionStatus.DISABLED:
         raise ForbiddenError(
-            f"connection {connection.id} is disabled by an administrator", code="connection_disabled",
+            f"connection {connection.id} is disabled by an administrator",
+            code="connection_disabled",
             extra={"connectionId": connection.id},
         )
     if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
         raise ReauthorizationRequiredError(
             f"connection {connection.id} needs reauthorization: POST /api/connections/{connection.id}/reauthorize",
-            extra={"connectionId": connection.id, "reauthorize": f"/api/connections/{connection.id}/reauthorize"},
+            extra={
+                "connectionId": connection.id,
+                "reauthorize": f"/api/connections/{connection.id}/reauthorize",
+            },
         )
     if connection.status == ConnectionStatus.CONSENT_REQUIRED:
         raise ConnectionNotUsableError(
             f"connection {connection.id} is waiting for consent: open its consent URL, or "
             f"POST /api/connections/{connection.id}/reauthorize for a new one",
             code="connection_consent_required",
-            extra={"connectionId": connection.id, "reauthorize": f"/api/connections/{connection.id}/reauthorize"},
+            extra={
+                "connectionId": connection.id,
+                "reauthorize": f"/api/connections/{connection.id}/reauthorize",
+            },
         )
 
 
 def _credentials_for(
-    definition: ConnectorDefinition, parameter_set: str | None, secret: dict[str, str], plain: dict[str, Any]
+    definition: ConnectorDefinition,
+    parameter_set: str | None,
+    secret: dict[str, str],
+    plain: dict[str, Any],
 ) -> tuple[AuthScheme, dict[str, str]]:
     """The injection scheme of an imported connector's parameter set, with its values."""
     option = definition.auth_option(parameter_set)
@@ -670,13 +827,18 @@ def _credentials_for(
     if option is None or option.type == "none":
         return AuthScheme("none"), {}
     if option.type == "basic":
-        return AuthScheme("basic"), {"username": values.get("username", ""), "password": values.get("password", "")}
+        return AuthScheme("basic"), {
+            "username": values.get("username", ""),
+            "password": values.get("password", ""),
+        }
     if option.type == "oauth2":
         return AuthScheme("oauth2"), {}
     if option.type == "apiKey" and option.api_key is not None:
         key = values.get(option.api_key.parameter, "")
         if not key:  # an optional key left empty: send nothing rather than an empty credential
             return AuthScheme("none"), {}
-        scheme = AuthScheme("apiKey", api_key_in=option.api_key.location, api_key_name=option.api_key.name)
+        scheme = AuthScheme(
+            "apiKey", api_key_in=option.api_key.location, api_key_name=option.api_key.name
+        )
         return scheme, {"api_key": key}
     raise AuthTypeNotSupportedError(f"{option.type} authentication is not supported yet")

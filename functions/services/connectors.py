@@ -117,9 +117,7 @@ class ConnectorService:
         self._audience = audience
         # Parsed definitions, keyed by the connector row's update time: a re-import
         # changes the row, so a stale parse is never used after this instance sees it.
-        self._parsed: TtlCache[LoadedDefinition] = TtlCache(
-            cache_seconds, max_entries=256
-        )
+        self._parsed: TtlCache[LoadedDefinition] = TtlCache(cache_seconds, max_entries=256)
 
     async def import_definition(
         self,
@@ -176,12 +174,18 @@ class ConnectorService:
             spec = self._catalog.get(auth.oauth.provider)
             self._catalog.check_settings(auth.oauth.provider, dict(auth.oauth.settings))
         except CatalogError as exc:
-            raise ValidationFailedError(str(exc), errors=[{"field": "auth", "message": str(exc)}]) from None
+            raise ValidationFailedError(
+                str(exc), errors=[{"field": "auth", "message": str(exc)}]
+            ) from None
         if auth.oauth.grant == "client_credentials" and not spec.client_credentials:
             message = f"{spec.display_name} does not offer the client-credentials grant"
-            raise ValidationFailedError(message, errors=[{"field": "auth.grant", "message": message}])
+            raise ValidationFailedError(
+                message, errors=[{"field": "auth.grant", "message": message}]
+            )
 
-    async def set_oauth_client(self, caller: Principal, connector_id: str, data: OAuthClientInput) -> Connector:
+    async def set_oauth_client(
+        self, caller: Principal, connector_id: str, data: OAuthClientInput
+    ) -> Connector:
         """Set or rotate the connector's OAuth client; the secret becomes a new version."""
         connector = await self.get_owned(caller, connector_id)
         return await self._save_oauth_client(connector, data)
@@ -192,7 +196,9 @@ class ConnectorService:
         version = connector.oauth_client.secret_version if connector.oauth_client else None
         if data.client_secret:
             version = await self._secrets.set_secret(
-                connector_secret_name(connector.id), data.client_secret, tags={"connector": connector.id}
+                connector_secret_name(connector.id),
+                data.client_secret,
+                tags={"connector": connector.id},
             )
         connector.oauth_client = OAuthClientConfig(data.client_id, version, data.redirect_uri)
         return await self._store.replace_connector(connector)
@@ -231,14 +237,16 @@ class ConnectorService:
                 result.append(connector)
         return result
 
-    async def get_with_role(self, caller: Principal, connector_id: str) -> tuple[Connector, ConnectorRole]:
+    async def get_with_role(
+        self, caller: Principal, connector_id: str
+    ) -> tuple[Connector, ConnectorRole]:
         """The connector and the caller's role on it; 404 when they have none."""
         connector = None
         if is_valid_id(connector_id):
             connector = await self._store.get_connector(caller.tenant_id, connector_id)
         if connector is None:
             raise connector_not_found(connector_id)
-        role = None
+        role: ConnectorRole | None = None
         if connector.owner_id == caller.object_id:
             role = "owner"
         else:
@@ -262,24 +270,45 @@ class ConnectorService:
         return connector
 
     async def share(
-        self, caller: Principal, connector_id: str, principal_type: PrincipalType, principal_id: str, role: ShareRole
+        self,
+        caller: Principal,
+        connector_id: str,
+        principal_type: PrincipalType,
+        principal_id: str,
+        role: ShareRole,
     ) -> Share:
         connector = await self.get_owned(caller, connector_id)
-        share = Share(caller.tenant_id, "connector", connector.id, principal_type, principal_id, role, caller.object_id)
+        share = Share(
+            caller.tenant_id,
+            "connector",
+            connector.id,
+            principal_type,
+            principal_id,
+            role,
+            caller.object_id,
+        )
         return await self._shares.put(share)
 
-    async def unshare(self, caller: Principal, connector_id: str, principal_type: PrincipalType, principal_id: str) -> bool:
+    async def unshare(
+        self, caller: Principal, connector_id: str, principal_type: PrincipalType, principal_id: str
+    ) -> bool:
         connector = await self.get_owned(caller, connector_id)
-        return await self._shares.delete(caller.tenant_id, "connector", connector.id, principal_type, principal_id)
+        return await self._shares.delete(
+            caller.tenant_id, "connector", connector.id, principal_type, principal_id
+        )
 
-    async def connection_sharing_allowed(self, connector: Connector, parameter_set: str | None) -> bool:
+    async def connection_sharing_allowed(
+        self, connector: Connector, parameter_set: str | None
+    ) -> bool:
         """The connector's own switch, and for imported connectors Power Platform's
         `metadata.allowSharing` on the connection's parameter set (false forbids)."""
         if not connector.allow_connection_sharing:
             return False
         if connector.source != "powerplatform" or parameter_set is None:
             return True
-        properties = (await self.definition(connector)).imported.api_properties.get("properties", {})
+        properties = (await self.definition(connector)).imported.api_properties.get(
+            "properties", {}
+        )
         sets = (properties.get("connectionParameterSets") or {}).get("values") or []
         for entry in sets if isinstance(sets, list) else []:
             if isinstance(entry, dict) and entry.get("name") == parameter_set:
@@ -316,10 +345,20 @@ class ConnectorService:
                 code="export_not_available",
             )
         if connection_id is not None:
-            connection = await self._store.get_connection(caller.tenant_id, connection_id) if is_valid_id(connection_id) else None
-            if connection is None or connection.owner_id != caller.object_id or connection.connector_id != connector.id:
+            connection = (
+                await self._store.get_connection(caller.tenant_id, connection_id)
+                if is_valid_id(connection_id)
+                else None
+            )
+            if (
+                connection is None
+                or connection.owner_id != caller.object_id
+                or connection.connector_id != connector.id
+            ):
                 message = "not a connection of yours to this connector"
-                raise ValidationFailedError(message, errors=[{"field": "connectionId", "message": message}])
+                raise ValidationFailedError(
+                    message, errors=[{"field": "connectionId", "message": message}]
+                )
         if not self._public_base_url:
             raise ConflictError(
                 "GATEWAY_PUBLIC_BASE_URL is not set: the export needs the gateway's external URL",
@@ -337,7 +376,9 @@ class ConnectorService:
             include_base_path=False,
         )
 
-    async def replace(self, caller: Principal, connector_id: str, data: ConnectorInput) -> Connector:
+    async def replace(
+        self, caller: Principal, connector_id: str, data: ConnectorInput
+    ) -> Connector:
         connector = await self.get_owned(caller, connector_id)
         base_url = validate_base_url(data.base_url)
         self._check_oauth(data.auth)

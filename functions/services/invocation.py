@@ -109,13 +109,17 @@ class InvocationService:
         self._relay = relay
         self._relay_timeout = relay_timeout
 
-    async def invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
+    async def invoke_raw(
+        self, caller: Principal, connection_id: str, call: IncomingCall
+    ) -> UpstreamResponse:
         """Forward a caller's request below the connector's base URL.
 
         For imported connectors the request is matched to an operation by method and
         path (as API Management does), so operation-scoped policies apply too.
         """
-        return await self._audited(caller, connection_id, None, self._invoke_raw(caller, connection_id, call))
+        return await self._audited(
+            caller, connection_id, None, self._invoke_raw(caller, connection_id, call)
+        )
 
     async def invoke_operation(
         self,
@@ -127,11 +131,18 @@ class InvocationService:
     ) -> UpstreamResponse:
         """Call an imported connector's operation by its operationId."""
         return await self._audited(
-            caller, connection_id, operation_id, self._invoke_operation(caller, connection_id, operation_id, parameters, body)
+            caller,
+            connection_id,
+            operation_id,
+            self._invoke_operation(caller, connection_id, operation_id, parameters, body),
         )
 
     async def _audited(
-        self, caller: Principal, connection_id: str, operation_id: str | None, work: Awaitable[UpstreamResponse]
+        self,
+        caller: Principal,
+        connection_id: str,
+        operation_id: str | None,
+        work: Awaitable[UpstreamResponse],
     ) -> UpstreamResponse:
         """Run an invocation and queue its audit record (never waits for the write).
         Latency is to the upstream's response headers; bodies are not recorded."""
@@ -164,7 +175,9 @@ class InvocationService:
                 )
             )
 
-    async def _invoke_raw(self, caller: Principal, connection_id: str, call: IncomingCall) -> UpstreamResponse:
+    async def _invoke_raw(
+        self, caller: Principal, connection_id: str, call: IncomingCall
+    ) -> UpstreamResponse:
         resolved = await self._connections.resolve_for_invoke(caller, connection_id)
         request = OutgoingRequest(
             method=call.method,
@@ -179,7 +192,9 @@ class InvocationService:
         operation_id: str | None = None
         path_parameters: dict[str, str] = {}
         if resolved.definition is not None:
-            match = resolved.definition.router.match(call.method, request.path or "/", request.query)
+            match = resolved.definition.router.match(
+                call.method, request.path or "/", request.query
+            )
             if match is not None:
                 operation_id = match[0].operation_id
                 path_parameters = match[1]
@@ -205,7 +220,9 @@ class InvocationService:
         prepared = prepare_operation(
             definition, operation_id, resolved.connector.base_url, parameters, body
         )
-        return await self._run(resolved, prepared.request, operation_id, dict(prepared.path_parameters))
+        return await self._run(
+            resolved, prepared.request, operation_id, dict(prepared.path_parameters)
+        )
 
     async def _run(
         self,
@@ -218,7 +235,11 @@ class InvocationService:
         if definition is not None:
             ensure_operation_supported(definition, operation_id)
             request = apply_request_policies(
-                definition, operation_id, request, resolved.parameters, path_parameters=path_parameters
+                definition,
+                operation_id,
+                request,
+                resolved.parameters,
+                path_parameters=path_parameters,
             )
             if request.base_url != resolved.connector.base_url:
                 request.base_url = _policy_base_url(request.base_url)
@@ -246,9 +267,13 @@ class InvocationService:
             for name, value in returnable_response_headers(headers, keep_content_length=False)
             if name.lower() != "content-encoding"
         ]
-        return UpstreamResponse(response.status, cleaned, response._response, content, operation_id, resolved)
+        return UpstreamResponse(
+            response.status, cleaned, response._response, content, operation_id, resolved
+        )
 
-    async def send(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
+    async def send(
+        self, resolved: ResolvedConnection, request: OutgoingRequest
+    ) -> UpstreamResponse:
         if resolved.scheme.type == "windows":
             return await self._send_through_gateway(resolved, request)
         url = build_upstream_url(request.base_url, request.path, request.query)
@@ -256,14 +281,18 @@ class InvocationService:
         if response.status_code == 401 and resolved.oauth is not None:
             # The provider may have revoked the token early: refresh once and retry.
             await response.aclose()
-            response = await self._send_once(resolved, request, url, await self._auth(resolved, force=True))
+            response = await self._send_once(
+                resolved, request, url, await self._auth(resolved, force=True)
+            )
         return UpstreamResponse(
             status=response.status_code,
             headers=returnable_response_headers(response.headers.multi_items()),
             _response=response,
         )
 
-    async def _send_through_gateway(self, resolved: ResolvedConnection, request: OutgoingRequest) -> UpstreamResponse:
+    async def _send_through_gateway(
+        self, resolved: ResolvedConnection, request: OutgoingRequest
+    ) -> UpstreamResponse:
         """Windows authentication: the on-premises agent calls the API (NTLM/Negotiate)
         with credentials only it can decrypt; the response comes back buffered."""
         result = await self._relay.send(
@@ -291,7 +320,11 @@ class InvocationService:
         return BearerAuth(token)
 
     async def _send_once(
-        self, resolved: ResolvedConnection, request: OutgoingRequest, url: httpx.URL, auth: httpx.Auth
+        self,
+        resolved: ResolvedConnection,
+        request: OutgoingRequest,
+        url: httpx.URL,
+        auth: httpx.Auth,
     ) -> httpx.Response:
         upstream = self._http.build_request(
             request.method, url, headers=request.headers, content=request.body
@@ -304,7 +337,12 @@ class InvocationService:
                 f"connection {resolved.connection.id}: upstream {url.host} did not answer in time",
                 extra=detail,
             ) from exc
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except (
+            httpx.ConnectError,
+            httpx.RemoteProtocolError,
+            httpx.ReadError,
+            httpx.WriteError,
+        ) as exc:
             raise UpstreamError(
                 f"connection {resolved.connection.id}: upstream {url.host} is unreachable "
                 f"({type(exc).__name__})",

@@ -119,7 +119,9 @@ class OAuthBinding:
 
 @dataclass(frozen=True)
 class CallbackResult:
-    outcome: Literal["connected", "denied", "invalid_state", "expired_state", "provider_error", "error"]
+    outcome: Literal[
+        "connected", "denied", "invalid_state", "expired_state", "provider_error", "error"
+    ]
     message: str
     connection_id: str | None = None
 
@@ -167,10 +169,16 @@ class OAuthService:
         if secret_parameters is None:
             secret_parameters = {}
             if definition is not None and connection.secret_version:
-                secret = await self._secrets.get_secret(connection.secret_name, connection.secret_version)
+                secret = await self._secrets.get_secret(
+                    connection.secret_name, connection.secret_version
+                )
                 secret_parameters = json.loads(secret.value).get("parameters", {})
         return await self.binding_for(
-            connector, definition, connection.parameter_set, connection.plain_parameters, secret_parameters
+            connector,
+            definition,
+            connection.parameter_set,
+            connection.plain_parameters,
+            secret_parameters,
         )
 
     async def binding_for(
@@ -184,12 +192,19 @@ class OAuthService:
         if definition is None:
             assert connector.auth.oauth is not None
             scheme = connector.auth.oauth
-            provider_id, values, scopes, grant = scheme.provider, dict(scheme.settings), scheme.scopes, scheme.grant
+            provider_id, values, scopes, grant = (
+                scheme.provider,
+                dict(scheme.settings),
+                scheme.scopes,
+                scheme.grant,
+            )
             client_id = connector.oauth_client.client_id if connector.oauth_client else None
         else:
             option = definition.parsed.auth_option(parameter_set)
             if option is None or option.oauth2 is None:
-                raise OAuthNotSupportedError("this connection's parameter set does not use OAuth 2.0")
+                raise OAuthNotSupportedError(
+                    "this connection's parameter set does not use OAuth 2.0"
+                )
             provider_id, values, scopes = _power_platform_provider(
                 option.oauth2, plain_parameters, secret_parameters
             )
@@ -207,8 +222,12 @@ class OAuthService:
             provider = await self._catalog.resolve(provider_id, values, http=self._http)
         except CatalogError as exc:
             raise OAuthNotConfiguredError(f"connector {connector.id}: {exc}") from None
-        redirect = (connector.oauth_client.redirect_uri if connector.oauth_client else None) or self._fixed_redirect()
-        return OAuthBinding(provider, OAuthClient(client_id, secret, tuple(scopes)), redirect, grant)
+        redirect = (
+            connector.oauth_client.redirect_uri if connector.oauth_client else None
+        ) or self._fixed_redirect()
+        return OAuthBinding(
+            provider, OAuthClient(client_id, secret, tuple(scopes)), redirect, grant
+        )
 
     def _fixed_redirect(self) -> str:
         if not self._public_base_url:
@@ -227,7 +246,9 @@ class OAuthService:
 
     # -- consent ---------------------------------------------------------------------
 
-    async def consent_url(self, caller: Principal, connection: Connection, binding: OAuthBinding) -> str:
+    async def consent_url(
+        self, caller: Principal, connection: Connection, binding: OAuthBinding
+    ) -> str:
         request = await start_consent(
             binding.provider,
             binding.client,
@@ -239,7 +260,9 @@ class OAuthService:
         )
         return request.url
 
-    async def connect_client_credentials(self, connection: Connection, binding: OAuthBinding) -> None:
+    async def connect_client_credentials(
+        self, connection: Connection, binding: OAuthBinding
+    ) -> None:
         """Service connections: no user, tokens from the client-credentials grant."""
         tokens = await self._tokens.client_credentials(binding.provider, binding.client)
         await self._token_store(connection).store_consent(tokens, connection.secret_name)
@@ -267,64 +290,136 @@ class OAuthService:
     ) -> tuple[CallbackResult, OAuthStateRecord | None, Connection | None]:
         state = params.get("state", "")
         if not state:
-            return CallbackResult("invalid_state", "The sign-in response had no state. Start again from the gateway."), None, None
+            return (
+                CallbackResult(
+                    "invalid_state",
+                    "The sign-in response had no state. Start again from the gateway.",
+                ),
+                None,
+                None,
+            )
         try:
             record = await self._states.consume(state)
         except OAuthStateExpiredError:
-            return CallbackResult("expired_state", "This sign-in link has expired. Start again from the gateway."), None, None
+            return (
+                CallbackResult(
+                    "expired_state", "This sign-in link has expired. Start again from the gateway."
+                ),
+                None,
+                None,
+            )
         except OAuthStateError:
-            return CallbackResult(
-                "invalid_state", "This sign-in response is not valid or was already used. Start again from the gateway."
-            ), None, None
+            return (
+                CallbackResult(
+                    "invalid_state",
+                    "This sign-in response is not valid or was already used. Start again from the gateway.",
+                ),
+                None,
+                None,
+            )
         if params.get("error"):
             denied = params["error"] == "access_denied"
-            return CallbackResult(
-                "denied" if denied else "provider_error",
-                "Access was not granted; the connection was not changed."
-                if denied
-                else f"The provider reported an error ({_safe_code(params['error'])}); the connection was not changed.",
-                record.connection_id,
-            ), record, None
+            return (
+                CallbackResult(
+                    "denied" if denied else "provider_error",
+                    "Access was not granted; the connection was not changed."
+                    if denied
+                    else f"The provider reported an error ({_safe_code(params['error'])}); the connection was not changed.",
+                    record.connection_id,
+                ),
+                record,
+                None,
+            )
         connection = await self._metadata.get_connection(record.tenant_id, record.connection_id)
-        if connection is None or connection.owner_id != record.user_id or connection.status in (
-            ConnectionStatus.PENDING,
-            ConnectionStatus.DELETING,
+        if (
+            connection is None
+            or connection.owner_id != record.user_id
+            or connection.status
+            in (
+                ConnectionStatus.PENDING,
+                ConnectionStatus.DELETING,
+            )
         ):
-            return CallbackResult("invalid_state", "The connection for this sign-in no longer exists."), record, None
-        connector = await self._metadata.get_connector(connection.tenant_id, connection.connector_id)
+            return (
+                CallbackResult(
+                    "invalid_state", "The connection for this sign-in no longer exists."
+                ),
+                record,
+                None,
+            )
+        connector = await self._metadata.get_connector(
+            connection.tenant_id, connection.connector_id
+        )
         if connector is None:
-            return CallbackResult("invalid_state", "The connector for this sign-in no longer exists."), record, connection
-        definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+            return (
+                CallbackResult("invalid_state", "The connector for this sign-in no longer exists."),
+                record,
+                connection,
+            )
+        definition = (
+            await self._connectors.definition(connector)
+            if connector.source == "powerplatform"
+            else None
+        )
         try:
             binding = await self.binding_for_connection(connector, definition, connection)
-            tokens = await finish_consent(record, binding.provider, binding.client, self._tokens, code=params.get("code", ""))
+            tokens = await finish_consent(
+                record, binding.provider, binding.client, self._tokens, code=params.get("code", "")
+            )
             await self._token_store(connection).store_consent(tokens, connection.secret_name)
         except ProviderError as exc:
             log.warning("OAuth code exchange failed for connection %s: %s", connection.id, exc.code)
-            return CallbackResult(
-                "provider_error", "The provider refused the sign-in; try again.", connection.id
-            ), record, connection
+            return (
+                CallbackResult(
+                    "provider_error", "The provider refused the sign-in; try again.", connection.id
+                ),
+                record,
+                connection,
+            )
         except GatewayError as exc:
             log.warning("OAuth callback failed for connection %s: %s", connection.id, exc.code)
-            return CallbackResult("error", "The gateway could not complete the sign-in; try again.", connection.id), record, connection
+            return (
+                CallbackResult(
+                    "error", "The gateway could not complete the sign-in; try again.", connection.id
+                ),
+                record,
+                connection,
+            )
         self._latest.pop((connection.tenant_id, connection.id), None)
-        return CallbackResult("connected", "The connection is ready. You can close this window.", connection.id), record, connection
+        return (
+            CallbackResult(
+                "connected", "The connection is ready. You can close this window.", connection.id
+            ),
+            record,
+            connection,
+        )
 
     # -- invoke ----------------------------------------------------------------------
 
     async def access_token(
-        self, connection: Connection, binding: OAuthBinding, stored: StoredTokens, *, force: bool = False
+        self,
+        connection: Connection,
+        binding: OAuthBinding,
+        stored: StoredTokens,
+        *,
+        force: bool = False,
     ) -> str:
         key = (connection.tenant_id, connection.id)
         latest = self._latest.get(key)
         current = stored
-        if latest is not None and latest.tokens is not None and (
-            stored.tokens is None or _expiry(latest.tokens) > _expiry(stored.tokens)
+        if (
+            latest is not None
+            and latest.tokens is not None
+            and (stored.tokens is None or _expiry(latest.tokens) > _expiry(stored.tokens))
         ):
             current = latest
         try:
             tokens = await self._refresher.ensure_fresh(
-                self._token_store(connection), binding.provider, binding.client, current=current, force=force
+                self._token_store(connection),
+                binding.provider,
+                binding.client,
+                current=current,
+                force=force,
             )
         except ReauthorizationRequiredError as exc:
             exc.extra.setdefault("reauthorize", f"/api/connections/{connection.id}/reauthorize")
@@ -363,7 +458,9 @@ class OAuthService:
 
     # -- timer -----------------------------------------------------------------------
 
-    async def refresh_due(self, *, horizon: timedelta = timedelta(minutes=10), limit: int = 200) -> dict[str, int]:
+    async def refresh_due(
+        self, *, horizon: timedelta = timedelta(minutes=10), limit: int = 200
+    ) -> dict[str, int]:
         """Refresh connected OAuth connections whose access token expires within
         `horizon` (plus the provider margin), a bounded batch per run, a few at a
         time. Regular refreshes also keep refresh tokens from expiring idle. The lease
@@ -376,10 +473,16 @@ class OAuthService:
         async def refresh(connection: Connection) -> None:
             async with gate:
                 try:
-                    connector = await self._metadata.get_connector(connection.tenant_id, connection.connector_id)
+                    connector = await self._metadata.get_connector(
+                        connection.tenant_id, connection.connector_id
+                    )
                     if connector is None:
                         return
-                    definition = await self._connectors.definition(connector) if connector.source == "powerplatform" else None
+                    definition = (
+                        await self._connectors.definition(connector)
+                        if connector.source == "powerplatform"
+                        else None
+                    )
                     binding = await self.binding_for_connection(connector, definition, connection)
                     store = self._token_store(connection)
                     current = await store.read_current()
@@ -387,12 +490,16 @@ class OAuthService:
                         horizon.total_seconds() + binding.provider.spec.refresh_margin_seconds
                     ):
                         return
-                    await self._refresher.ensure_fresh(store, binding.provider, binding.client, current=current, force=True)
+                    await self._refresher.ensure_fresh(
+                        store, binding.provider, binding.client, current=current, force=True
+                    )
                     summary["refreshed"] += 1
                 except GatewayError as exc:
                     summary["failed"] += 1
                     self._record_refresh_failure(connection, exc)
-                    log.warning("scheduled refresh failed for connection %s: %s", connection.id, exc.code)
+                    log.warning(
+                        "scheduled refresh failed for connection %s: %s", connection.id, exc.code
+                    )
 
         await asyncio.gather(*(refresh(c) for c in due[:limit]))
         return summary

@@ -84,7 +84,9 @@ def _entity(partition: str, row: str, event: AuditEvent) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, service: TableServiceClient, prefix: str = "", *, max_pending: int = 50_000) -> None:
+    def __init__(
+        self, service: TableServiceClient, prefix: str = "", *, max_pending: int = 50_000
+    ) -> None:
         self._service = service
         self.table_name = f"{prefix}audit"
         self._table = service.get_table_client(self.table_name)
@@ -155,11 +157,15 @@ class AuditLog:
                 self._table.submit_transaction([("create", entity) for entity in chunk])
                 self.written += len(chunk)
 
-    async def query(self, partition: str, since: timedelta = timedelta(hours=24), limit: int = 1000) -> list[dict[str, Any]]:
+    async def query(
+        self, partition: str, since: timedelta = timedelta(hours=24), limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Newest first, back to `since` ago: one range query inside one partition."""
         oldest = datetime.now(UTC) - since
         upper = f"{_MAX_MS - int(oldest.timestamp() * 1000):013d}~"
-        query = f"PartitionKey eq '{partition.replace(chr(39), chr(39) * 2)}' and RowKey lt '{upper}'"
+        query = (
+            f"PartitionKey eq '{partition.replace(chr(39), chr(39) * 2)}' and RowKey lt '{upper}'"
+        )
 
         def run() -> list[dict[str, Any]]:
             rows: list[dict[str, Any]] = []

@@ -54,7 +54,9 @@ class ShareStore:
     async def put(self, share: Share) -> Share:
         entity = {
             "PartitionKey": share.tenant_id,
-            "RowKey": _row_key(share.resource_type, share.resource_id, share.principal_type, share.principal_id),
+            "RowKey": _row_key(
+                share.resource_type, share.resource_id, share.principal_type, share.principal_id
+            ),
             "ResourceType": share.resource_type,
             "ResourceId": share.resource_id,
             "PrincipalType": share.principal_type,
@@ -66,7 +68,14 @@ class ShareStore:
         await asyncio.to_thread(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
         return share
 
-    async def delete(self, tenant_id: str, resource_type: str, resource_id: str, principal_type: str, principal_id: str) -> bool:
+    async def delete(
+        self,
+        tenant_id: str,
+        resource_type: str,
+        resource_id: str,
+        principal_type: str,
+        principal_id: str,
+    ) -> bool:
         key = _row_key(resource_type, resource_id, principal_type, principal_id)
         try:
             await asyncio.to_thread(self._table.get_entity, tenant_id, key)
@@ -75,7 +84,9 @@ class ShareStore:
         await asyncio.to_thread(self._table.delete_entity, tenant_id, key)
         return True
 
-    async def for_resource(self, tenant_id: str, resource_type: str, resource_id: str) -> list[Share]:
+    async def for_resource(
+        self, tenant_id: str, resource_type: str, resource_id: str
+    ) -> list[Share]:
         prefix = f"{resource_type}:{resource_id}:"
         # ';' sorts right after ':', closing the range of this resource's rows.
         query = (
@@ -86,7 +97,9 @@ class ShareStore:
         entities = await asyncio.to_thread(lambda: list(self._table.query_entities(query)))
         return [_from_entity(e) for e in entities]
 
-    async def for_subjects(self, tenant_id: str, resource_type: str, subjects: frozenset[str]) -> list[Share]:
+    async def for_subjects(
+        self, tenant_id: str, resource_type: str, subjects: frozenset[str]
+    ) -> list[Share]:
         """Grants of `resource_type` to any of `subjects` ("user:<oid>", "group:<id>"...)."""
         found: list[Share] = []
         ordered = sorted(subjects)
@@ -99,10 +112,17 @@ class ShareStore:
             )
             query = f"PartitionKey eq {_quote(tenant_id)} and ResourceType eq {_quote(resource_type)} and ({matches})"
             self.reads += 1
-            entities = await asyncio.to_thread(lambda q=query: list(self._table.query_entities(q)))
+            entities = await asyncio.to_thread(self._query, query)
             found.extend(_from_entity(e) for e in entities)
         return found
 
-    async def delete_for_resource(self, tenant_id: str, resource_type: str, resource_id: str) -> None:
+    def _query(self, query: str) -> list[Any]:
+        return list(self._table.query_entities(query))
+
+    async def delete_for_resource(
+        self, tenant_id: str, resource_type: str, resource_id: str
+    ) -> None:
         for share in await self.for_resource(tenant_id, resource_type, resource_id):
-            await self.delete(tenant_id, resource_type, resource_id, share.principal_type, share.principal_id)
+            await self.delete(
+                tenant_id, resource_type, resource_id, share.principal_type, share.principal_id
+            )

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -99,7 +100,9 @@ def _connector_from_entity(e: Any) -> Connector:
         auth=AuthScheme.from_dict(json.loads(e["Auth"])),
         description=e.get("Description") or None,
         source=e.get("Source") or "native",
-        oauth_client=OAuthClientConfig.from_dict(json.loads(e["OAuthClient"])) if e.get("OAuthClient") else None,
+        oauth_client=OAuthClientConfig.from_dict(json.loads(e["OAuthClient"]))
+        if e.get("OAuthClient")
+        else None,
         allow_connection_sharing=e.get("AllowConnectionSharing", True) is not False,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
@@ -185,13 +188,15 @@ class MetadataStore:
 
     async def ensure_tables(self) -> None:
         for name in (self.connectors_table, self.connections_table):
-            await self._run(lambda name=name: self._service.create_table_if_not_exists(name))
+            await self._run(partial(self._service.create_table_if_not_exists, name))
 
     # Connectors -------------------------------------------------------------------
     async def insert_connector(self, connector: Connector) -> Connector:
         connector.created_at = connector.updated_at = _now()
         self.counters.writes += 1
-        meta = await self._run(lambda: self._connectors.create_entity(_connector_to_entity(connector)))
+        meta = await self._run(
+            lambda: self._connectors.create_entity(_connector_to_entity(connector))
+        )
         connector.etag = meta.get("etag")
         return connector
 
@@ -209,7 +214,9 @@ class MetadataStore:
             query += f" and OwnerId eq {_odata_quote(owner_id)}"
         self.counters.queries += 1
         entities = await self._run(lambda: list(self._connectors.query_entities(query)))
-        return sorted((_connector_from_entity(e) for e in entities), key=lambda c: c.created_at or _now())
+        return sorted(
+            (_connector_from_entity(e) for e in entities), key=lambda c: c.created_at or _now()
+        )
 
     async def replace_connector(self, connector: Connector) -> Connector:
         """Replace if unchanged since read (ETag); raises EntityChangedError otherwise."""
@@ -225,7 +232,9 @@ class MetadataStore:
                 )
             )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise EntityChangedError("the connector was changed or deleted meanwhile; retry") from exc
+            raise EntityChangedError(
+                "the connector was changed or deleted meanwhile; retry"
+            ) from exc
         connector.etag = meta.get("etag")
         return connector
 
@@ -262,9 +271,13 @@ class MetadataStore:
         query = " and ".join(clauses)
         self.counters.queries += 1
         entities = await self._run(lambda: list(self._connections.query_entities(query)))
-        return sorted((_connection_from_entity(e) for e in entities), key=lambda c: c.created_at or _now())
+        return sorted(
+            (_connection_from_entity(e) for e in entities), key=lambda c: c.created_at or _now()
+        )
 
-    async def list_connections_in_status(self, statuses: tuple[ConnectionStatus, ...]) -> list[Connection]:
+    async def list_connections_in_status(
+        self, statuses: tuple[ConnectionStatus, ...]
+    ) -> list[Connection]:
         """Cross-partition scan used only by the cleanup job."""
         query = " or ".join(f"Status eq {_odata_quote(s.value)}" for s in statuses)
         self.counters.queries += 1
@@ -290,7 +303,9 @@ class MetadataStore:
                 )
             )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise EntityChangedError("the connection was changed or deleted meanwhile; retry") from exc
+            raise EntityChangedError(
+                "the connection was changed or deleted meanwhile; retry"
+            ) from exc
         connection.etag = meta.get("etag")
         return connection
 

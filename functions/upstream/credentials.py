@@ -30,7 +30,9 @@ class ApiKeyAuth(httpx.Auth):
         if self.location == "header":
             request.headers[self.name] = self.value
         else:
-            params = [(k, v) for k, v in request.url.params.multi_items() if k != self.name]
+            params: list[tuple[str, str | int | float | bool | None]] = [
+                (k, v) for k, v in request.url.params.multi_items() if k != self.name
+            ]
             params.append((self.name, self.value))
             request.url = request.url.copy_with(params=httpx.QueryParams(params))
         yield request

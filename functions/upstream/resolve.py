@@ -34,12 +34,16 @@ def parse_overrides(value: str) -> dict[tuple[str, int], tuple[str, int]]:
 
 
 class ResolvingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, overrides: Mapping[tuple[str, int], tuple[str, int]]) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, overrides: Mapping[tuple[str, int], tuple[str, int]]
+    ) -> None:
         self._inner = inner
         self._overrides = dict(overrides)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = self._overrides.get((request.url.host.lower(), request.url.port or _default_port(request.url)))
+        target = self._overrides.get(
+            (request.url.host.lower(), request.url.port or _default_port(request.url))
+        )
         if target is not None:
             request.extensions = {**request.extensions, "sni_hostname": request.url.host}
             request.url = request.url.copy_with(host=target[0], port=target[1])

@@ -105,7 +105,8 @@ def build_upstream_url(base_url: str, path: str, query: list[tuple[str, str]]) -
         full_path = b"/" + full_path
     url = base.copy_with(raw_path=full_path)
     if query:
-        url = url.copy_with(params=httpx.QueryParams(query))
+        pairs: list[tuple[str, str | int | float | bool | None]] = list(query)
+        url = url.copy_with(params=httpx.QueryParams(pairs))
     return url
 
 

@@ -18,7 +18,9 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return body
 
 
-def create_connector(client: httpx.Client, base_url: str, auth: dict[str, Any] | None = None, name: str = "Echo") -> dict[str, Any]:
+def create_connector(
+    client: httpx.Client, base_url: str, auth: dict[str, Any] | None = None, name: str = "Echo"
+) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "baseUrl": base_url}
     if auth is not None:
         body["auth"] = auth
@@ -27,7 +29,9 @@ def create_connector(client: httpx.Client, base_url: str, auth: dict[str, Any] |
     return response.json()
 
 
-def create_connection(client: httpx.Client, connector_id: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+def create_connection(
+    client: httpx.Client, connector_id: str, parameters: dict[str, Any] | None = None
+) -> dict[str, Any]:
     response = client.post(
         f"/api/connectors/{connector_id}/connections",
         json={"displayName": "test", "parameters": parameters or {}},

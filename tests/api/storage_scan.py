@@ -16,7 +16,7 @@ def all_table_text(settings: Settings, *, exclude: tuple[str, ...] = ()) -> str:
     for table in service.list_tables():
         if not table.name.startswith(settings.table_prefix):
             continue
-        if table.name[len(settings.table_prefix):] in exclude:
+        if table.name[len(settings.table_prefix) :] in exclude:
             continue
         for entity in service.get_table_client(table.name).list_entities():
             chunks.append(json.dumps(dict(entity), default=str))

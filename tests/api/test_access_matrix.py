@@ -95,7 +95,9 @@ class World:
 
     def new_connection(self) -> dict[str, Any]:
         owner = self.client("connection_owner")
-        created = owner.post(f"/api/connectors/{self.connector['id']}/connections", json={"displayName": "shared"})
+        created = owner.post(
+            f"/api/connectors/{self.connector['id']}/connections", json={"displayName": "shared"}
+        )
         assert created.status_code == 201, created.text
         connection = created.json()
         if self.sharing == "allowed":
@@ -104,39 +106,68 @@ class World:
                 {"type": "group", "id": GROUP},
                 {"type": "app", "id": app_id(APP)},
             ):
-                shared = owner.post(f"/api/connections/{connection['id']}/shares", json={"principal": principal})
+                shared = owner.post(
+                    f"/api/connections/{connection['id']}/shares", json={"principal": principal}
+                )
                 assert shared.status_code == 201, shared.text
                 assert "credentials of its owner" in shared.json()["statement"]
         else:
             refused = owner.post(
                 f"/api/connections/{connection['id']}/shares",
-                json={"principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "grantee")}},
+                json={
+                    "principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "grantee")}
+                },
             )
-            assert refused.status_code == 403 and refused.json()["code"] == "connection_sharing_not_allowed"
+            assert (
+                refused.status_code == 403
+                and refused.json()["code"] == "connection_sharing_not_allowed"
+            )
         return connection
 
 
 @pytest.fixture(scope="module", params=["allowed", "forbidden"])
-def world(request: pytest.FixtureRequest, start_gateway: Callable[..., GatewayUnderTest], oidc_server: Any, echo: Any) -> Any:
+def world(
+    request: pytest.FixtureRequest,
+    start_gateway: Callable[..., GatewayUnderTest],
+    oidc_server: Any,
+    echo: Any,
+) -> Any:
     gateway = start_gateway(tenant_ids=(DEV_TENANT_ID, OTHER_TENANT))
     clients = {
-        p: httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {token_for(gateway, p)}"}, timeout=30, trust_env=False)
+        p: httpx.Client(
+            base_url=gateway.url,
+            headers={"Authorization": f"Bearer {token_for(gateway, p)}"},
+            timeout=30,
+            trust_env=False,
+        )
         for p in PRINCIPALS
     }
     maker = clients["connector_owner"]
     auth = {
-        "type": "oauth2", "provider": "generic-oidc", "clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET,
-        "settings": {"issuer": oidc_server.issuer}, "grant": "client_credentials",
+        "type": "oauth2",
+        "provider": "generic-oidc",
+        "clientId": CLIENT_ID,
+        "clientSecret": CLIENT_SECRET,
+        "settings": {"issuer": oidc_server.issuer},
+        "grant": "client_credentials",
     }
     created = maker.post(
         "/api/connectors",
-        json={"name": "Orders", "baseUrl": echo.url, "auth": auth, "allowConnectionSharing": request.param == "allowed"},
+        json={
+            "name": "Orders",
+            "baseUrl": echo.url,
+            "auth": auth,
+            "allowConnectionSharing": request.param == "allowed",
+        },
     )
     assert created.status_code == 201, created.text
     connector = created.json()
     share = maker.post(
         f"/api/connectors/{connector['id']}/shares",
-        json={"principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "conn-owner")}, "role": "user"},
+        json={
+            "principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "conn-owner")},
+            "role": "user",
+        },
     )
     assert share.status_code == 201, share.text
     yield World(gateway, connector, clients, request.param)
@@ -152,7 +183,11 @@ def perform(world: World, principal: str, action: str) -> tuple[int, Callable[[]
     cid = world.connector["id"]
     if action == "see_connector":
         status = client.get(f"/api/connectors/{cid}").status_code
-        listed = [c["id"] for c in client.get("/api/connectors").json().get("value", [])] if status != 401 else []
+        listed = (
+            [c["id"] for c in client.get("/api/connectors").json().get("value", [])]
+            if status != 401
+            else []
+        )
         assert (cid in listed) == (status == 200)
         return status, lambda: True
     if action == "create_connection":
@@ -160,7 +195,6 @@ def perform(world: World, principal: str, action: str) -> tuple[int, Callable[[]
         return response.status_code, lambda: True
     connection = world.new_connection()
     nid = connection["id"]
-    unchanged = lambda: owner.get(f"/api/connections/{nid}").json()["updatedAt"] == owner.get(f"/api/connections/{nid}").json()["updatedAt"]  # noqa: E731
     if action == "invoke":
         response = client.get(f"/api/connections/{nid}/invoke/orders")
         if response.status_code == 200:
@@ -171,16 +205,26 @@ def perform(world: World, principal: str, action: str) -> tuple[int, Callable[[]
     if action == "read_metadata":
         response = client.get(f"/api/connections/{nid}")
         if response.status_code == 200:
-            listed = client.get("/api/connections" if principal != "admin" else "/api/admin/connections").json()["value"]
+            listed = client.get(
+                "/api/connections" if principal != "admin" else "/api/admin/connections"
+            ).json()["value"]
             assert nid in [c["id"] for c in listed]
         return response.status_code, lambda: True
     if action == "change_credentials":
         before = owner.get(f"/api/connections/{nid}").json()
         response = client.patch(f"/api/connections/{nid}", json={"displayName": "hijacked"})
-        return response.status_code, lambda: owner.get(f"/api/connections/{nid}").json()["displayName"] == before["displayName"]
+        return (
+            response.status_code,
+            lambda: (
+                owner.get(f"/api/connections/{nid}").json()["displayName"] == before["displayName"]
+            ),
+        )
     if action == "share":
         response = client.post(
-            f"/api/connections/{nid}/shares", json={"principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "stranger")}}
+            f"/api/connections/{nid}/shares",
+            json={
+                "principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", "stranger")}
+            },
         )
         return response.status_code, lambda: all(
             s["principal"]["id"] != object_id(DEV_TENANT_ID, "user", "stranger")
@@ -218,6 +262,12 @@ def test_access_matrix(world: World, principal: str, action: str) -> None:
 
 
 def test_unconfigured_tenant_is_refused(world: World) -> None:
-    token = mint_token(world.gateway.dev_key, user="conn-owner", tenant="33333333-3333-4333-8333-333333333333")
-    response = httpx.get(f"{world.gateway.url}/api/connectors", headers={"Authorization": f"Bearer {token}"}, trust_env=False)
+    token = mint_token(
+        world.gateway.dev_key, user="conn-owner", tenant="33333333-3333-4333-8333-333333333333"
+    )
+    response = httpx.get(
+        f"{world.gateway.url}/api/connectors",
+        headers={"Authorization": f"Bearer {token}"},
+        trust_env=False,
+    )
     assert response.status_code == 401 and response.json()["code"] == "invalid_token"

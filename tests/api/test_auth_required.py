@@ -31,7 +31,9 @@ def test_health_is_anonymous(gateway: GatewayUnderTest) -> None:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-jwt", "Basic YWxpY2U6cHc="])
-def test_routes_need_a_valid_token(gateway: GatewayUnderTest, method: str, path: str, authorization: str | None) -> None:
+def test_routes_need_a_valid_token(
+    gateway: GatewayUnderTest, method: str, path: str, authorization: str | None
+) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     with gateway.client(user=None) as client:
         response = client.request(method, path, headers=headers)

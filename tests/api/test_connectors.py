@@ -13,7 +13,9 @@ from tests.conftest import GatewayUnderTest
 def test_create_get_list_replace_delete(gateway: GatewayUnderTest) -> None:
     with gateway.client("crud-owner") as client:
         created = create_connector(
-            client, "http://127.0.0.1:9000/v1", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+            client,
+            "http://127.0.0.1:9000/v1",
+            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         )
         assert len(created["id"]) == 32
         assert created["auth"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
@@ -26,7 +28,11 @@ def test_create_get_list_replace_delete(gateway: GatewayUnderTest) -> None:
 
         replaced = client.put(
             f"/api/connectors/{created['id']}",
-            json={"name": "Renamed", "baseUrl": "https://api.example.com/v2/", "auth": {"type": "basic"}},
+            json={
+                "name": "Renamed",
+                "baseUrl": "https://api.example.com/v2/",
+                "auth": {"type": "basic"},
+            },
         )
         assert replaced.status_code == 200, replaced.text
         assert replaced.json()["name"] == "Renamed"
@@ -48,7 +54,9 @@ def test_other_users_cannot_see_change_or_delete(gateway: GatewayUnderTest) -> N
             body = assert_problem(stranger.get(path), 404, "connector_not_found")
             assert set(body) >= {"type", "title", "status", "detail", "code"}
         assert_problem(
-            stranger.put(f"/api/connectors/{cid}", json={"name": "x", "baseUrl": "http://h"}), 404, "connector_not_found"
+            stranger.put(f"/api/connectors/{cid}", json={"name": "x", "baseUrl": "http://h"}),
+            404,
+            "connector_not_found",
         )
         assert_problem(stranger.delete(f"/api/connectors/{cid}"), 404, "connector_not_found")
         assert stranger.get("/api/connectors").json()["value"] == []
@@ -65,10 +73,34 @@ BAD_BODIES: list[tuple[Any, int, str, str]] = [
     ({"name": "x", "baseUrl": "http://user:pw@h/"}, 422, "validation_error", "baseUrl"),
     ({"name": "x", "baseUrl": "http://h/?q=1"}, 422, "validation_error", "baseUrl"),
     ({"name": "x", "baseUrl": "http://h:99999/"}, 422, "validation_error", "baseUrl"),
-    ({"name": "x", "baseUrl": "http://h", "auth": {"type": "oauth3"}}, 422, "validation_error", "auth"),
-    ({"name": "x", "baseUrl": "http://h", "auth": {"type": "apiKey", "in": "body", "name": "k"}}, 422, "validation_error", "auth.apiKey.in"),
-    ({"name": "x", "baseUrl": "http://h", "auth": {"type": "apiKey", "in": "header"}}, 422, "validation_error", "auth.apiKey.name"),
-    ({"name": "x", "baseUrl": "http://h", "auth": {"type": "apiKey", "in": "header", "name": "Bad Header"}}, 422, "validation_error", "auth.apiKey"),
+    (
+        {"name": "x", "baseUrl": "http://h", "auth": {"type": "oauth3"}},
+        422,
+        "validation_error",
+        "auth",
+    ),
+    (
+        {"name": "x", "baseUrl": "http://h", "auth": {"type": "apiKey", "in": "body", "name": "k"}},
+        422,
+        "validation_error",
+        "auth.apiKey.in",
+    ),
+    (
+        {"name": "x", "baseUrl": "http://h", "auth": {"type": "apiKey", "in": "header"}},
+        422,
+        "validation_error",
+        "auth.apiKey.name",
+    ),
+    (
+        {
+            "name": "x",
+            "baseUrl": "http://h",
+            "auth": {"type": "apiKey", "in": "header", "name": "Bad Header"},
+        },
+        422,
+        "validation_error",
+        "auth.apiKey",
+    ),
     ([1, 2], 422, "validation_error", "(body)"),
 ]
 
@@ -87,19 +119,33 @@ def test_bad_input_names_the_field_and_stores_nothing(
 def test_non_json_and_oversized_and_wrong_media_type(gateway: GatewayUnderTest) -> None:
     with gateway.client("bad-input-user-2") as client:
         problem = assert_problem(
-            client.post("/api/connectors", content=b'{"name": "x",\n "baseUrl": }', headers={"content-type": "application/json"}),
+            client.post(
+                "/api/connectors",
+                content=b'{"name": "x",\n "baseUrl": }',
+                headers={"content-type": "application/json"},
+            ),
             400,
             "invalid_json",
         )
         assert problem["line"] == 2 and problem["column"] == 13
         assert_problem(client.post("/api/connectors", content=b""), 400, "invalid_json")
         assert_problem(
-            client.post("/api/connectors", content=b"name=x", headers={"content-type": "application/x-www-form-urlencoded"}),
+            client.post(
+                "/api/connectors",
+                content=b"name=x",
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            ),
             415,
             "unsupported_media_type",
         )
         huge = b'{"name": "' + b"x" * (5 * 1024 * 1024) + b'"}'
-        assert_problem(client.post("/api/connectors", content=huge, headers={"content-type": "application/json"}), 413, "request_too_large")
+        assert_problem(
+            client.post(
+                "/api/connectors", content=huge, headers={"content-type": "application/json"}
+            ),
+            413,
+            "request_too_large",
+        )
         assert client.get("/api/connectors").json()["value"] == []
 
 
@@ -109,7 +155,9 @@ def test_malformed_ids_are_not_found(gateway: GatewayUnderTest) -> None:
             assert_problem(client.get(f"/api/connectors/{cid}"), 404, "connector_not_found")
 
 
-def test_connector_with_connections_cannot_be_deleted_or_change_auth(gateway: GatewayUnderTest, echo: Any) -> None:
+def test_connector_with_connections_cannot_be_deleted_or_change_auth(
+    gateway: GatewayUnderTest, echo: Any
+) -> None:
     with gateway.client("in-use-owner") as client:
         connector = create_connector(client, echo.url, {"type": "basic"})
         connection = client.post(
@@ -118,12 +166,18 @@ def test_connector_with_connections_cannot_be_deleted_or_change_auth(gateway: Ga
         ).json()
         assert_problem(client.delete(f"/api/connectors/{connector['id']}"), 409, "connector_in_use")
         assert_problem(
-            client.put(f"/api/connectors/{connector['id']}", json={"name": "x", "baseUrl": echo.url, "auth": {"type": "none"}}),
+            client.put(
+                f"/api/connectors/{connector['id']}",
+                json={"name": "x", "baseUrl": echo.url, "auth": {"type": "none"}},
+            ),
             409,
             "connector_in_use",
         )
         # Renaming keeps the scheme: allowed.
-        renamed = client.put(f"/api/connectors/{connector['id']}", json={"name": "y", "baseUrl": echo.url, "auth": {"type": "basic"}})
+        renamed = client.put(
+            f"/api/connectors/{connector['id']}",
+            json={"name": "y", "baseUrl": echo.url, "auth": {"type": "basic"}},
+        )
         assert renamed.status_code == 200
         assert client.delete(f"/api/connections/{connection['id']}").status_code == 204
         assert client.delete(f"/api/connectors/{connector['id']}").status_code == 204

@@ -21,7 +21,9 @@ from tests.doubles.echo import header_values
 def api_key_conn(gateway: GatewayUnderTest, echo: Any) -> dict[str, Any]:
     key = "hdr-key-" + new_id()
     with gateway.client("invoker") as client:
-        connector = create_connector(client, echo.url + "/v1", {"type": "apiKey", "in": "header", "name": "X-API-Key"})
+        connector = create_connector(
+            client, echo.url + "/v1", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+        )
         connection = create_connection(client, connector["id"], {"api_key": key})
     return {"id": connection["id"], "key": key}
 
@@ -30,7 +32,9 @@ def invoke_url(connection_id: str, rest: str = "") -> str:
     return f"/api/connections/{connection_id}/invoke{rest}"
 
 
-def test_forwards_method_path_query_body_and_headers(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
+def test_forwards_method_path_query_body_and_headers(
+    gateway: GatewayUnderTest, api_key_conn: dict[str, Any]
+) -> None:
     with gateway.client("invoker") as client:
         response = client.post(
             invoke_url(api_key_conn["id"], "/items/a%20b/42?x=1&x=2&empty=&q=caf%C3%A9"),
@@ -70,7 +74,9 @@ def report_port(report: dict[str, Any]) -> str:
 def test_api_key_in_query_replaces_caller_value(gateway: GatewayUnderTest, echo: Any) -> None:
     key = "q-key-" + new_id()
     with gateway.client("invoker-q") as client:
-        connector = create_connector(client, echo.url, {"type": "apiKey", "in": "query", "name": "api_key"})
+        connector = create_connector(
+            client, echo.url, {"type": "apiKey", "in": "query", "name": "api_key"}
+        )
         connection = create_connection(client, connector["id"], {"api_key": key})
         report = client.get(invoke_url(connection["id"], "/search?api_key=mine&term=x")).json()
     assert report["query"] == f"term=x&api_key={key}"
@@ -80,7 +86,9 @@ def test_api_key_in_query_replaces_caller_value(gateway: GatewayUnderTest, echo:
 def test_basic_auth_is_injected(gateway: GatewayUnderTest, echo: Any) -> None:
     with gateway.client("invoker-b") as client:
         connector = create_connector(client, echo.url, {"type": "basic"})
-        connection = create_connection(client, connector["id"], {"username": "svc", "password": "s3cr3t-pw"})
+        connection = create_connection(
+            client, connector["id"], {"username": "svc", "password": "s3cr3t-pw"}
+        )
         report = client.get(invoke_url(connection["id"], "/me")).json()
     expected = "Basic " + base64.b64encode(b"svc:s3cr3t-pw").decode()
     assert header_values(report, "authorization") == [expected]
@@ -112,14 +120,18 @@ def test_no_auth_connector_forwards_no_authorization(gateway: GatewayUnderTest, 
         "/a%0Db",
     ],
 )
-def test_paths_that_could_escape_are_refused(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str) -> None:
+def test_paths_that_could_escape_are_refused(
+    gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str
+) -> None:
     status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
     assert status == 400, body
     assert json.loads(body)["code"] == "invalid_path"
 
 
 @pytest.mark.parametrize("rest", ["/../../../connectors", "/%0d%0aX-Injected:%201"])
-def test_targets_that_leave_the_invoke_route_never_reach_upstream(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str) -> None:
+def test_targets_that_leave_the_invoke_route_never_reach_upstream(
+    gateway: GatewayUnderTest, api_key_conn: dict[str, Any], rest: str
+) -> None:
     status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
     assert status in (400, 404), body
     assert json.loads(body)["code"] in ("invalid_path", "route_not_found")
@@ -138,8 +150,12 @@ def raw_get(gateway: GatewayUnderTest, target: str) -> tuple[int, str]:
         connection.close()
 
 
-@pytest.mark.parametrize("rest", ["/@evil.example/x", "/x?u=http://evil.example", "/evil.example:80/x"])
-def test_authority_lookalikes_stay_on_the_base_host(gateway: GatewayUnderTest, api_key_conn: dict[str, Any], echo: Any, rest: str) -> None:
+@pytest.mark.parametrize(
+    "rest", ["/@evil.example/x", "/x?u=http://evil.example", "/evil.example:80/x"]
+)
+def test_authority_lookalikes_stay_on_the_base_host(
+    gateway: GatewayUnderTest, api_key_conn: dict[str, Any], echo: Any, rest: str
+) -> None:
     status, body = raw_get(gateway, invoke_url(api_key_conn["id"], rest))
     assert status == 200, body
     report = json.loads(body)
@@ -178,8 +194,14 @@ def test_request_body_limit(start_gateway: Any, echo: Any) -> None:
     with small.client("invoker-l") as client:
         connector = create_connector(client, echo.url)
         connection = create_connection(client, connector["id"])
-        assert client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1024).status_code == 200
-        problem = assert_problem(client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1025), 413, "request_too_large")
+        assert (
+            client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1024).status_code == 200
+        )
+        problem = assert_problem(
+            client.post(invoke_url(connection["id"], "/x"), content=b"a" * 1025),
+            413,
+            "request_too_large",
+        )
         assert problem["limit"] == 1024
 
 
@@ -188,7 +210,9 @@ def test_upstream_timeout_is_504_naming_connection_and_host(start_gateway: Any, 
     with impatient.client("invoker-t") as client:
         connector = create_connector(client, echo.url)
         connection = create_connection(client, connector["id"])
-        problem = assert_problem(client.get(invoke_url(connection["id"], "/slow/3")), 504, "upstream_timeout")
+        problem = assert_problem(
+            client.get(invoke_url(connection["id"], "/slow/3")), 504, "upstream_timeout"
+        )
     assert connection["id"] in problem["detail"] and "127.0.0.1" in problem["detail"]
     assert problem["connectionId"] == connection["id"]
     assert problem["upstreamHost"] == "127.0.0.1"
@@ -202,19 +226,25 @@ def test_unreachable_upstream_is_502(gateway: GatewayUnderTest) -> None:
         for base in (f"http://127.0.0.1:{port}", "http://no-such-host.invalid"):
             connector = create_connector(client, base)
             connection = create_connection(client, connector["id"])
-            problem = assert_problem(client.get(invoke_url(connection["id"], "/x")), 502, "upstream_unreachable")
+            problem = assert_problem(
+                client.get(invoke_url(connection["id"], "/x")), 502, "upstream_unreachable"
+            )
             assert connection["id"] in problem["detail"]
             assert httpx.URL(base).host in problem["detail"]
 
 
 def test_only_the_owner_may_invoke(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
     with gateway.client("someone-else") as client:
-        assert_problem(client.get(invoke_url(api_key_conn["id"], "/x")), 404, "connection_not_found")
+        assert_problem(
+            client.get(invoke_url(api_key_conn["id"], "/x")), 404, "connection_not_found"
+        )
     with gateway.client(user=None) as anonymous:
         assert_problem(anonymous.get(invoke_url(api_key_conn["id"], "/x")), 401, "unauthenticated")
 
 
-def test_warm_invocations_read_no_table_and_no_vault(gateway: GatewayUnderTest, api_key_conn: dict[str, Any]) -> None:
+def test_warm_invocations_read_no_table_and_no_vault(
+    gateway: GatewayUnderTest, api_key_conn: dict[str, Any]
+) -> None:
     with gateway.client("invoker") as client:
         client.get(invoke_url(api_key_conn["id"], "/warm-up")).raise_for_status()
         table_reads = gateway.state.metadata.counters.reads

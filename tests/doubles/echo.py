@@ -45,9 +45,16 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         status = int(path.rsplit("/", 1)[1])
     elif path.startswith("/bytes/"):
         total = int(path.rsplit("/", 1)[1])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream"),
-                                (b"content-length", str(total).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(total).encode()),
+                ],
+            }
+        )
         chunk = b"x" * 65536
         sent = 0
         while sent < total:
@@ -62,8 +69,12 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": canned})
         return
     elif path == "/headers-out":
-        headers += [(b"link", b"<a>; rel=next"), (b"link", b"<b>; rel=prev"),
-                    (b"set-cookie", b"upstream=1"), (b"x-upstream", b"yes")]
+        headers += [
+            (b"link", b"<a>; rel=next"),
+            (b"link", b"<b>; rel=prev"),
+            (b"set-cookie", b"upstream=1"),
+            (b"x-upstream", b"yes"),
+        ]
 
     report: dict[str, Any] = {
         "method": scope["method"],
@@ -82,9 +93,16 @@ def header_values(report: dict[str, Any], name: str) -> list[str]:
     return [v for k, v in report["headers"] if k.lower() == name.lower()]
 
 
-if __name__ == "__main__":  # `python -m tests.doubles.echo [PORT]`: the README walkthrough's upstream
+if (
+    __name__ == "__main__"
+):  # `python -m tests.doubles.echo [PORT]`: the README walkthrough's upstream
     import sys
 
     import uvicorn
 
-    uvicorn.run(echo_app, host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 9000, log_level="warning")
+    uvicorn.run(
+        echo_app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]) if len(sys.argv) > 1 else 9000,
+        log_level="warning",
+    )

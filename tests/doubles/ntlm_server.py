@@ -69,8 +69,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             401,
             b"authentication required",
-            [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM"),
-             ("Content-Type", "text/plain")],
+            [
+                ("WWW-Authenticate", "Negotiate"),
+                ("WWW-Authenticate", "NTLM"),
+                ("Content-Type", "text/plain"),
+            ],
         )
 
     def _handle(self) -> None:

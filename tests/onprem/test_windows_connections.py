@@ -22,11 +22,25 @@ from tests.onprem.conftest import DOMAIN, USERS, AgentProcess, Gateway
 
 def register_agent(gateway: GatewayUnderTest, tmp_path: Path, name: str) -> Gateway:
     key_file = tmp_path / name / "agent-key.pem"
-    status = agent_cli(["gateway-agent", "register", "--name", name, "--gateway", gateway.url,
-                        "--token", gateway.token("win-owner"), "--key-file", str(key_file)])
+    status = agent_cli(
+        [
+            "gateway-agent",
+            "register",
+            "--name",
+            name,
+            "--gateway",
+            gateway.url,
+            "--token",
+            gateway.token("win-owner"),
+            "--key-file",
+            str(key_file),
+        ]
+    )
     assert status == 0
     config = AgentConfig.load(key_file.with_suffix(".json"))
-    record = asyncio.run(gateway.state.onprem_registry.get(gateway.settings.tenant_ids[0], config.gateway_id))
+    record = asyncio.run(
+        gateway.state.onprem_registry.get(gateway.settings.tenant_ids[0], config.gateway_id)
+    )
     assert record is not None
     return Gateway(record, key_file, config)
 
@@ -38,38 +52,71 @@ def wait_online(client: httpx.Client, gateway_id: str, agent: AgentProcess) -> N
         time.sleep(0.2)
 
 
-def test_windows_connection_end_to_end(gateway: GatewayUnderTest, ntlm: Any, tmp_path: Path, keyvault_double: Any, azurite: Any) -> None:
+def test_windows_connection_end_to_end(
+    gateway: GatewayUnderTest, ntlm: Any, tmp_path: Path, keyvault_double: Any, azurite: Any
+) -> None:
     onprem = register_agent(gateway, tmp_path, "branch-office")
     password = USERS["alice"]
     with gateway.client("win-owner") as owner, gateway.client("win-other") as other:
-        connector = create_connector(owner, ntlm.url + "/api", {"type": "windows", "protocol": "ntlm"})
-        params = {"gatewayId": onprem.record.id, "username": f"{DOMAIN}\\alice", "password": password}
+        connector = create_connector(
+            owner, ntlm.url + "/api", {"type": "windows", "protocol": "ntlm"}
+        )
+        params = {
+            "gatewayId": onprem.record.id,
+            "username": f"{DOMAIN}\\alice",
+            "password": password,
+        }
         # Offline gateway: 503 at once, not after the deadline.
-        connection = owner.post(f"/api/connectors/{connector['id']}/connections", json={"displayName": "w", "parameters": params}).json()
+        connection = owner.post(
+            f"/api/connectors/{connector['id']}/connections",
+            json={"displayName": "w", "parameters": params},
+        ).json()
         started = time.monotonic()
-        assert_problem(owner.get(f"/api/connections/{connection['id']}/invoke/items"), 503, "gateway_offline")
+        assert_problem(
+            owner.get(f"/api/connections/{connection['id']}/invoke/items"), 503, "gateway_offline"
+        )
         assert time.monotonic() - started < 1.0
         # Someone else's gateway cannot be used.
         problem = assert_problem(
-            other.post(f"/api/connectors/{connector['id']}/connections", json={"displayName": "x", "parameters": params}), 404, "connector_not_found"
+            other.post(
+                f"/api/connectors/{connector['id']}/connections",
+                json={"displayName": "x", "parameters": params},
+            ),
+            404,
+            "connector_not_found",
         )
         assert password not in json.dumps(problem)
 
         agent = AgentProcess(onprem, azurite.connection_string())
         try:
             wait_online(owner, onprem.record.id, agent)
-            response = owner.post(f"/api/connections/{connection['id']}/invoke/items?x=1", content=b"payload")
+            response = owner.post(
+                f"/api/connections/{connection['id']}/invoke/items?x=1", content=b"payload"
+            )
             assert response.status_code == 200, response.text
             report = response.json()
-            assert report["method"] == "POST" and report["path"] == "/api/items" and report["user"].lower().endswith("alice")
+            assert (
+                report["method"] == "POST"
+                and report["path"] == "/api/items"
+                and report["user"].lower().endswith("alice")
+            )
             # Wrong password: 502 naming the gateway and the user, never the password.
             wrong = owner.post(
                 f"/api/connectors/{connector['id']}/connections",
-                json={"displayName": "bad", "parameters": {**params, "password": "not-" + password}},
+                json={
+                    "displayName": "bad",
+                    "parameters": {**params, "password": "not-" + password},
+                },
             ).json()
-            problem = assert_problem(owner.get(f"/api/connections/{wrong['id']}/invoke/items"), 502, "upstream_authentication_failed")
+            problem = assert_problem(
+                owner.get(f"/api/connections/{wrong['id']}/invoke/items"),
+                502,
+                "upstream_authentication_failed",
+            )
             assert "alice" in problem["detail"].lower() and onprem.record.name in problem["detail"]
-            assert password not in json.dumps(problem) and "not-" + password not in json.dumps(problem)
+            assert password not in json.dumps(problem) and "not-" + password not in json.dumps(
+                problem
+            )
         finally:
             agent.stop()
     # Only ciphertext is stored: no table entity and no stored secret holds the password.

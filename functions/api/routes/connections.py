@@ -22,15 +22,21 @@ from functions.services.connections import ConnectionInput
 router = APIRouter(prefix="/api", tags=["connections"])
 
 
-@router.post("/connectors/{connector_id}/connections", status_code=201, response_model=ConnectionPublic)
+@router.post(
+    "/connectors/{connector_id}/connections", status_code=201, response_model=ConnectionPublic
+)
 async def create_connection(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
     body = await json_body(request, ConnectionCreate)
     created = await gateway.connections.create(
-        caller, connector_id, ConnectionInput(
-            display_name=body.displayName, parameters=body.parameters, parameter_set=body.parameterSet
-        )
+        caller,
+        connector_id,
+        ConnectionInput(
+            display_name=body.displayName,
+            parameters=body.parameters,
+            parameter_set=body.parameterSet,
+        ),
     )
     return ConnectionPublic.of(created.connection, created.consent_url)
 
@@ -42,7 +48,9 @@ async def list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemLi
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
-async def get_connection(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
+async def get_connection(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectionPublic:
     return ConnectionPublic.of(await gateway.connections.get_visible(caller, connection_id))
 
 
@@ -55,27 +63,45 @@ SHARING_STATEMENT = (
 
 
 @router.patch("/connections/{connection_id}", response_model=ConnectionPublic)
-async def update_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
+async def update_connection(
+    connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectionPublic:
     """Rename, or replace the credentials (owner only)."""
     body = await json_body(request, ConnectionUpdate)
-    connection = await gateway.connections.update(caller, connection_id, body.displayName, body.parameters)
+    connection = await gateway.connections.update(
+        caller, connection_id, body.displayName, body.parameters
+    )
     return ConnectionPublic.of(connection)
 
 
 @router.get("/connections/{connection_id}/shares", response_model=ItemList)
-async def list_connection_shares(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
-    return ItemList(value=[SharePublic.of(s) for s in await gateway.connections.list_shares(caller, connection_id)])
+async def list_connection_shares(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ItemList:
+    return ItemList(
+        value=[
+            SharePublic.of(s) for s in await gateway.connections.list_shares(caller, connection_id)
+        ]
+    )
 
 
 @router.post("/connections/{connection_id}/shares", status_code=201, response_model=SharePublic)
-async def share_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> SharePublic:
+async def share_connection(
+    connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> SharePublic:
     body = await json_body(request, ConnectionShareCreate)
-    share = await gateway.connections.share(caller, connection_id, body.principal.type, body.principal.id)
-    return SharePublic.of(share, SHARING_STATEMENT.format(owner=caller.name or caller.object_id, id=connection_id))
+    share = await gateway.connections.share(
+        caller, connection_id, body.principal.type, body.principal.id
+    )
+    return SharePublic.of(
+        share, SHARING_STATEMENT.format(owner=caller.name or caller.object_id, id=connection_id)
+    )
 
 
 @router.delete("/connections/{connection_id}/shares", status_code=204)
-async def unshare_connection(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+async def unshare_connection(
+    connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> Response:
     body = await json_body(request, ShareDelete)
     await gateway.connections.unshare(caller, connection_id, body.principal.type, body.principal.id)
     return Response(status_code=204)
@@ -83,7 +109,10 @@ async def unshare_connection(connection_id: str, request: Request, caller: Curre
 
 @router.get("/connections/{connection_id}/activity")
 async def connection_activity(
-    connection_id: str, caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)
+    connection_id: str,
+    caller: CurrentCaller,
+    gateway: GatewayDep,
+    hours: int = Query(default=24, ge=1, le=24 * 90),
 ) -> dict[str, Any]:
     """Audit records of the connection, newest first (owner and admins)."""
     records = await gateway.connections.activity(caller, connection_id, timedelta(hours=hours))
@@ -91,7 +120,9 @@ async def connection_activity(
 
 
 @router.get("/me/activity")
-async def my_activity(caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)) -> dict[str, Any]:
+async def my_activity(
+    caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)
+) -> dict[str, Any]:
     """What the caller did through the gateway, newest first."""
     records = await gateway.connections.my_activity(caller, timedelta(hours=hours))
     return {"value": [_activity(r) for r in records]}
@@ -107,21 +138,33 @@ async def delete_my_data(caller: CurrentCaller, gateway: GatewayDep) -> dict[str
 
 @router.get("/admin/connections", response_model=ItemList)
 async def admin_list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
-    return ItemList(value=[ConnectionPublic.of(c) for c in await gateway.connections.admin_list(caller)])
+    return ItemList(
+        value=[ConnectionPublic.of(c) for c in await gateway.connections.admin_list(caller)]
+    )
 
 
 @router.post("/admin/connections/{connection_id}/disable", response_model=ConnectionPublic)
-async def admin_disable(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
-    return ConnectionPublic.of(await gateway.connections.admin_set_disabled(caller, connection_id, True))
+async def admin_disable(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectionPublic:
+    return ConnectionPublic.of(
+        await gateway.connections.admin_set_disabled(caller, connection_id, True)
+    )
 
 
 @router.post("/admin/connections/{connection_id}/enable", response_model=ConnectionPublic)
-async def admin_enable(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectionPublic:
-    return ConnectionPublic.of(await gateway.connections.admin_set_disabled(caller, connection_id, False))
+async def admin_enable(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectionPublic:
+    return ConnectionPublic.of(
+        await gateway.connections.admin_set_disabled(caller, connection_id, False)
+    )
 
 
 @router.post("/admin/principals/{object_id}/offboard")
-async def admin_offboard(object_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> dict[str, int]:
+async def admin_offboard(
+    object_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> dict[str, int]:
     """A principal leaves: transfer their connections and connectors to a named new
     owner, or disable their connections."""
     body = await json_body(request, Offboard)
@@ -129,18 +172,33 @@ async def admin_offboard(object_id: str, request: Request, caller: CurrentCaller
 
 
 def _activity(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("Time", "Principal", "Action", "Status", "ConnectionId", "ConnectorId", "Operation", "LatencyMs", "CorrelationId", "Detail")
+    keys = (
+        "Time",
+        "Principal",
+        "Action",
+        "Status",
+        "ConnectionId",
+        "ConnectorId",
+        "Operation",
+        "LatencyMs",
+        "CorrelationId",
+        "Detail",
+    )
     return {key[0].lower() + key[1:]: record[key] for key in keys if key in record}
 
 
 @router.post("/connections/{connection_id}/reauthorize")
-async def reauthorize(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> dict[str, str | None]:
+async def reauthorize(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> dict[str, str | None]:
     """A fresh consent URL for an OAuth connection; its id (and shares) stay."""
     url = await gateway.connections.reauthorize(caller, connection_id)
     return {"id": connection_id, "consentUrl": url or None}
 
 
 @router.delete("/connections/{connection_id}", status_code=204)
-async def delete_connection(connection_id: str, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+async def delete_connection(
+    connection_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> Response:
     await gateway.connections.delete(caller, connection_id)
     return Response(status_code=204)

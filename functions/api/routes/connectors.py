@@ -46,14 +46,18 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
 
 
 @router.post("", status_code=201, response_model=ConnectorPublic)
-async def create_connector(request: Request, caller: CurrentCaller, gateway: GatewayDep) -> ConnectorPublic:
+async def create_connector(
+    request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectorPublic:
     body = await json_body(request, ConnectorCreate)
     connector = await gateway.connectors.create(caller, _input(body))
     return ConnectorPublic.of(connector)
 
 
 @router.post("/import", status_code=201, response_model=ConnectorPublic)
-async def import_connector(request: Request, caller: CurrentCaller, gateway: GatewayDep) -> ConnectorPublic:
+async def import_connector(
+    request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectorPublic:
     """Import a Power Platform definition pair, unchanged: multipart files
     `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -83,7 +87,9 @@ async def _multipart_import(request: Request) -> ConnectorImport:
         data[field] = parse_json_document(file_name, content)
     if "apiDefinition" not in data:
         message = f"the {API_DEFINITION_FILE} file is required (form field apiDefinition)"
-        raise ValidationFailedError(message, errors=[{"field": "apiDefinition", "message": "required"}])
+        raise ValidationFailedError(
+            message, errors=[{"field": "apiDefinition", "message": "required"}]
+        )
     script = form.get("script")
     if script is not None:
         content = await script.read() if isinstance(script, UploadFile) else script.encode("utf-8")
@@ -95,7 +101,9 @@ async def _multipart_import(request: Request) -> ConnectorImport:
     unknown = set(form.keys()) - {*files, "script", "baseUrl", "name"}
     if unknown:
         errors = [{"field": name, "message": "unknown field"} for name in sorted(unknown)]
-        raise ValidationFailedError("unknown form fields: " + ", ".join(sorted(unknown)), errors=errors)
+        raise ValidationFailedError(
+            "unknown form fields: " + ", ".join(sorted(unknown)), errors=errors
+        )
     return validate_model(ConnectorImport, data)
 
 
@@ -106,7 +114,9 @@ async def list_connectors(caller: CurrentCaller, gateway: GatewayDep) -> ItemLis
 
 
 @router.get("/{connector_id}", response_model=ConnectorPublic)
-async def get_connector(connector_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ConnectorPublic:
+async def get_connector(
+    connector_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectorPublic:
     connector = await gateway.connectors.get_visible(caller, connector_id)
     summary = None
     if connector.source == "powerplatform":
@@ -129,26 +139,40 @@ async def export_connector(
     authenticates with Entra ID for the gateway's own app registration. It carries no
     credentials and no policies. `connectionId` bakes one of the caller's connections in.
     """
-    exported = await gateway.connectors.export(caller, connector_id, connection_id=connectionId, client_id=clientId)
+    exported = await gateway.connectors.export(
+        caller, connector_id, connection_id=connectionId, client_id=clientId
+    )
     return {"apiDefinition": exported[0], "apiProperties": exported[1]}
 
 
 @router.get("/{connector_id}/shares", response_model=ItemList)
-async def list_connector_shares(connector_id: str, caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
-    return ItemList(value=[SharePublic.of(s) for s in await gateway.connectors.list_shares(caller, connector_id)])
+async def list_connector_shares(
+    connector_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> ItemList:
+    return ItemList(
+        value=[
+            SharePublic.of(s) for s in await gateway.connectors.list_shares(caller, connector_id)
+        ]
+    )
 
 
 @router.post("/{connector_id}/shares", status_code=201, response_model=SharePublic)
-async def share_connector(connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> SharePublic:
+async def share_connector(
+    connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> SharePublic:
     """Let others see the connector and create their own connections (`user`), or
     co-own it (`owner`). Grantees never see the OAuth client secret."""
     body = await json_body(request, ConnectorShareCreate)
-    share = await gateway.connectors.share(caller, connector_id, body.principal.type, body.principal.id, body.role)
+    share = await gateway.connectors.share(
+        caller, connector_id, body.principal.type, body.principal.id, body.role
+    )
     return SharePublic.of(share)
 
 
 @router.delete("/{connector_id}/shares", status_code=204)
-async def unshare_connector(connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+async def unshare_connector(
+    connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> Response:
     body = await json_body(request, ShareDelete)
     await gateway.connectors.unshare(caller, connector_id, body.principal.type, body.principal.id)
     return Response(status_code=204)
@@ -175,6 +199,8 @@ async def replace_connector(
 
 
 @router.delete("/{connector_id}", status_code=204)
-async def delete_connector(connector_id: str, caller: CurrentCaller, gateway: GatewayDep) -> Response:
+async def delete_connector(
+    connector_id: str, caller: CurrentCaller, gateway: GatewayDep
+) -> Response:
     await gateway.connectors.delete(caller, connector_id)
     return Response(status_code=204)

@@ -26,12 +26,14 @@ def _path_after_invoke(request: Request, connection_id: str) -> str:
     text = raw.decode("latin-1").split("?", 1)[0]
     marker = f"/api/connections/{connection_id}/invoke"
     index = text.find(marker)
-    return text[index + len(marker):] if index >= 0 else "/"
+    return text[index + len(marker) :] if index >= 0 else "/"
 
 
 @router.api_route("/{connection_id}/invoke", methods=METHODS, include_in_schema=False)
 @router.api_route("/{connection_id}/invoke/{path:path}", methods=METHODS)
-async def invoke(connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep) -> StreamingResponse:
+async def invoke(
+    connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> StreamingResponse:
     body = await read_body(request, gateway.settings.max_request_bytes)
     call = IncomingCall(
         method=request.method,
@@ -46,7 +48,11 @@ async def invoke(connection_id: str, request: Request, caller: CurrentCaller, ga
 
 @router.post("/{connection_id}/operations/{operation_id}")
 async def invoke_operation(
-    connection_id: str, operation_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+    connection_id: str,
+    operation_id: str,
+    request: Request,
+    caller: CurrentCaller,
+    gateway: GatewayDep,
 ) -> StreamingResponse:
     """Call an imported connector's operation: {"parameters": {...}, "body": ...}."""
     call = await json_body(request, OperationCall, limit=gateway.settings.max_request_bytes)
@@ -60,6 +66,7 @@ def _relay(upstream: UpstreamResponse) -> StreamingResponse:
     response = StreamingResponse(upstream.body(), status_code=upstream.status)
     # Raw header list, so repeated headers (Link, Vary, WWW-Authenticate) survive.
     response.raw_headers = [
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in upstream.headers
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in upstream.headers
     ]
     return response

@@ -24,7 +24,14 @@ TITLES = {
     "provider_error": "Sign-in failed",
     "error": "Sign-in failed",
 }
-STATUS = {"connected": 200, "denied": 400, "invalid_state": 400, "expired_state": 400, "provider_error": 502, "error": 500}
+STATUS = {
+    "connected": 200,
+    "denied": 400,
+    "invalid_state": 400,
+    "expired_state": 400,
+    "provider_error": 502,
+    "error": 500,
+}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - Connector Gateway</title>
@@ -36,10 +43,16 @@ PAGE = """<!doctype html>
 
 @router.get("/callback", response_class=HTMLResponse)
 async def callback(request: Request, gateway: GatewayDep) -> HTMLResponse:
-    params = {key: value for key, value in request.query_params.items() if key in ("code", "state", "error", "iss")}
+    params = {
+        key: value
+        for key, value in request.query_params.items()
+        if key in ("code", "state", "error", "iss")
+    }
     result = await gateway.oauth.handle_callback(params)
     body = PAGE.format(
-        title=escape(TITLES[result.outcome]), outcome=escape(result.outcome), message=escape(result.message)
+        title=escape(TITLES[result.outcome]),
+        outcome=escape(result.outcome),
+        message=escape(result.message),
     )
     return HTMLResponse(
         body,
