@@ -22,16 +22,14 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from functions.errors import DependencyUnavailableError
 from functions.onprem import names
 from functions.onprem.keys import fingerprint, load_public_key
 from functions.services.ids import new_id
+from functions.stores.tables import run_table_call
 
 T = TypeVar("T")
 
@@ -95,20 +93,7 @@ class GatewayRegistry:
         self._heartbeats = service.get_table_client(self.heartbeats_table)
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        try:
-            return await asyncio.to_thread(fn)
-        except ResourceNotFoundError:
-            raise
-        except HttpResponseError as exc:
-            if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
-                raise
-            raise DependencyUnavailableError(
-                "Table Storage is unavailable; try again shortly", code="storage_unavailable"
-            ) from exc
-        except AzureError as exc:
-            raise DependencyUnavailableError(
-                "Table Storage is unavailable; try again shortly", code="storage_unavailable"
-            ) from exc
+        return await run_table_call(fn)
 
     async def ensure_tables(self) -> None:
         for name in (self.gateways_table, self.heartbeats_table):

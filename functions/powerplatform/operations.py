@@ -34,7 +34,6 @@ import base64
 import binascii
 import copy
 import json
-import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -43,6 +42,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from functions.errors import ValidationFailedError
+from functions.powerplatform.coerce import as_bool, as_int, as_number
 from functions.powerplatform.expressions import to_text
 from functions.powerplatform.model import (
     NO_DEFAULT,
@@ -272,15 +272,15 @@ def _check_parameter(parameter: OperationParameter, value: Any) -> tuple[Any, st
 def _check_scalar(kind: str | None, enum: list[Any] | None, value: Any) -> tuple[Any, str | None]:
     checked: Any = value
     if kind == "integer":
-        checked = _as_int(value)
+        checked = as_int(value)
         if checked is None:
             return None, "must be an integer"
     elif kind == "number":
-        checked = _as_number(value)
+        checked = as_number(value)
         if checked is None:
             return None, "must be a number"
     elif kind == "boolean":
-        checked = _as_bool(value)
+        checked = as_bool(value)
         if checked is None:
             return None, "must be true or false"
     elif isinstance(value, dict | list):
@@ -304,46 +304,6 @@ def _joined(parameter: OperationParameter, value: Any) -> str:
         separator = _COLLECTION_SEPARATORS.get(parameter.collection_format, ",")
         return separator.join(to_text(item) for item in value)
     return to_text(value)
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def _as_number(value: Any) -> int | float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit():
-            return int(text)
-        try:
-            number = float(text)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
-
-
-# --- JSON bodies ----------------------------------------------------------------------
 
 
 def _check_schema(

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from functions.errors import ValidationFailedError
+from functions.powerplatform.coerce import as_bool, as_int
 from functions.powerplatform.model import ConnectionParameter, ConnectorDefinition
 
 SECRET_VALUE_TYPES = frozenset({"securestring", "clientCertificate"})
@@ -102,11 +103,11 @@ def _check_value(parameter: ConnectionParameter, value: Any) -> tuple[Any, str |
     kind = parameter.type
     checked: Any
     if kind == "int":
-        checked = _as_int(value)
+        checked = as_int(value)
         if checked is None:
             return None, "must be an integer"
     elif kind == "bool":
-        checked = _as_bool(value)
+        checked = as_bool(value)
         if checked is None:
             return None, "must be true or false"
     elif isinstance(value, str):
@@ -118,28 +119,6 @@ def _check_value(parameter: ConnectionParameter, value: Any) -> tuple[Any, str |
         if text not in parameter.allowed_values:
             return None, f"must be one of: {', '.join(parameter.allowed_values)}"
     return checked, None
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit():
-            return int(text)
-    return None
-
-
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    return None
 
 
 def _error(name: str, message: str) -> dict[str, str]:

@@ -60,6 +60,26 @@ class EntityChangedError(ConflictError):
     code = "concurrent_modification"
 
 
+async def run_table_call(fn: Callable[[], T]) -> T:
+    """Run a sync Table SDK call in a worker thread. Outages (5xx, 429 after the SDK's
+    retries, network errors) become 503 `storage_unavailable`; not-found, exists and
+    precondition errors pass through for the caller to interpret."""
+    try:
+        return await asyncio.to_thread(fn)
+    except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
+        raise
+    except HttpResponseError as exc:
+        if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
+            raise
+        raise DependencyUnavailableError(
+            "Table Storage is unavailable; try again shortly", code="storage_unavailable"
+        ) from exc
+    except AzureError as exc:
+        raise DependencyUnavailableError(
+            "Table Storage is unavailable; try again shortly", code="storage_unavailable"
+        ) from exc
+
+
 def build_table_service(settings: Settings) -> TableServiceClient:
     if settings.storage_connection_string:
         return TableServiceClient.from_connection_string(settings.storage_connection_string)
@@ -171,20 +191,7 @@ class MetadataStore:
         self.counters = StoreCounters()
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        try:
-            return await asyncio.to_thread(fn)
-        except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
-            raise
-        except HttpResponseError as exc:
-            if exc.status_code is not None and exc.status_code < 500 and exc.status_code != 429:
-                raise
-            raise DependencyUnavailableError(
-                "Table Storage is unavailable; try again shortly", code="storage_unavailable"
-            ) from exc
-        except AzureError as exc:
-            raise DependencyUnavailableError(
-                "Table Storage is unavailable; try again shortly", code="storage_unavailable"
-            ) from exc
+        return await run_table_call(fn)
 
     async def ensure_tables(self) -> None:
         for name in (self.connectors_table, self.connections_table):
