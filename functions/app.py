@@ -38,8 +38,10 @@ class CorrelationIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
-                message["headers"] = [*headers, header]
+                headers = message.setdefault("headers", [])
+                # Problem responses already carry the same id; add it otherwise.
+                if not any(name == header[0] for name, _ in headers):
+                    headers.append(header)
             await send(message)
 
         try:

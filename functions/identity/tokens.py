@@ -9,7 +9,9 @@ the same checks.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,11 @@ from functions.identity.dev_issuer import public_jwks
 from functions.identity.jwks import JwksCache, KeySource, StaticJwks, UnknownSigningKeyError
 from functions.identity.principal import Principal, PrincipalKind
 from functions.settings import DEV_ISSUER_TEMPLATE, Settings
+
+# Validated tokens are remembered for at most this long (and never past `exp`), so a
+# signing key withdrawn from the JWKS stops being honoured within this bound too.
+VALIDATED_CACHE_SECONDS = 300.0
+VALIDATED_CACHE_SIZE = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +100,8 @@ class TokenValidator:
         self.audiences = tuple(audiences)
         self.issuers = tuple(issuers)
         self.leeway_seconds = leeway_seconds
+        # sha256(token) -> (principal, remember until): see `authenticate`.
+        self._validated: dict[bytes, tuple[Principal, float]] = {}
 
     @classmethod
     def from_settings(
@@ -114,13 +123,28 @@ class TokenValidator:
         return cls(tenant_ids=settings.tenant_ids, audiences=settings.audiences, issuers=issuers)
 
     async def authenticate(self, authorization_header: str | None) -> Principal:
-        """The caller named by a valid bearer token in `authorization_header`."""
+        """The caller named by a valid bearer token in `authorization_header`.
+
+        Tokens that validated are remembered (by their SHA-256) until they expire, at
+        most VALIDATED_CACHE_SECONDS: a client reusing its token (the usual case) skips
+        the signature check. Bounded, so it cannot grow without limit.
+        """
         token = _bearer_token(authorization_header)
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        cached = self._validated.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         try:
-            return await self.validate(token)
+            principal = await self.validate(token)
         except UnauthenticatedError as exc:
             logger.info("rejected bearer token: %s", exc.detail)
             raise
+        expires = _expiry(token)
+        if len(self._validated) >= VALIDATED_CACHE_SIZE:
+            self._validated.clear()
+        self._validated[digest] = (principal, min(expires, now + VALIDATED_CACHE_SECONDS))
+        return principal
 
     async def validate(self, token: str) -> Principal:
         """The caller named by `token` (a compact JWS). Raises as `authenticate` does."""
@@ -279,3 +303,8 @@ def _string_list(claims: dict[str, Any], name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise invalid_token(f"malformed claim {name}")
     return tuple(value)
+
+
+def _expiry(token: str) -> float:
+    """`exp` of a token that has just been validated (so it is present and numeric)."""
+    return float(_unverified_parts(token)[1]["exp"])

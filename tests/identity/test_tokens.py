@@ -712,16 +712,16 @@ async def test_keys_refetched_after_ttl_and_stale_keys_survive_outage(
     clock = FakeClock()
     validator = entra_validator(JwksCache(jwks_server.url, ttl_seconds=3600, clock=clock))
     token = sign(entra_v2_claims(), entra_key)
-    await validator.authenticate(f"Bearer {token}")
+    await validator.validate(token)
 
     clock.now += 3601
-    await validator.authenticate(f"Bearer {token}")
+    await validator.validate(token)
     assert jwks_server.requests == 2
 
     jwks_server.status = 500
     clock.now += 3601
-    await validator.authenticate(f"Bearer {token}")  # stale keys, not an outage for callers
-    await validator.authenticate(f"Bearer {token}")  # and no retry within the interval
+    await validator.validate(token)  # stale keys, not an outage for callers
+    await validator.validate(token)  # and no retry within the interval
     assert jwks_server.requests == 3
 
 
@@ -745,3 +745,23 @@ async def test_jwks_not_a_key_set_is_a_503(entra_key: str, jwks_server: JwksServ
     jwks_server.document = {"hello": "world"}
     with pytest.raises(JwksUnavailableError, match="not a valid JWKS"):
         await JwksCache(jwks_server.url).get_key("any")
+
+
+async def test_validated_tokens_are_remembered_until_expiry(entra_key: str, jwks_server: JwksServer) -> None:
+    """A reused token skips the signature check; the cache never outlives `exp`."""
+    import time as _time
+
+    validator = entra_validator(JwksCache(jwks_server.url))
+    claims = entra_v2_claims()
+    claims["exp"] = int(_time.time()) + 2
+    token = sign(claims, entra_key)
+    first = await validator.authenticate(f"Bearer {token}")
+    assert await validator.authenticate(f"Bearer {token}") == first
+    assert len(validator._validated) == 1
+    (_, remember_until), = validator._validated.values()
+    assert remember_until <= claims["exp"]
+    # A token past exp plus the clock-skew leeway is re-validated, and refused.
+    claims["exp"] = int(_time.time()) - 120
+    with pytest.raises(UnauthenticatedError) as caught:
+        await validator.authenticate(f"Bearer {sign(claims, entra_key)}")
+    assert "expired" in caught.value.detail
