@@ -116,7 +116,7 @@ async def connection_activity(
 ) -> dict[str, Any]:
     """Audit records of the connection, newest first (owner and admins)."""
     records = await gateway.connections.activity(caller, connection_id, timedelta(hours=hours))
-    return {"value": [_activity(r) for r in records]}
+    return {"value": records}
 
 
 @router.get("/me/activity")
@@ -125,7 +125,7 @@ async def my_activity(
 ) -> dict[str, Any]:
     """What the caller did through the gateway, newest first."""
     records = await gateway.connections.my_activity(caller, timedelta(hours=hours))
-    return {"value": [_activity(r) for r in records]}
+    return {"value": records}
 
 
 @router.delete("/me", status_code=200)
@@ -169,22 +169,6 @@ async def admin_offboard(
     owner, or disable their connections."""
     body = await json_body(request, Offboard)
     return await gateway.connections.offboard(caller, object_id, body.action, body.newOwner)
-
-
-def _activity(record: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "Time",
-        "Principal",
-        "Action",
-        "Status",
-        "ConnectionId",
-        "ConnectorId",
-        "Operation",
-        "LatencyMs",
-        "CorrelationId",
-        "Detail",
-    )
-    return {key[0].lower() + key[1:]: record[key] for key in keys if key in record}
 
 
 @router.post("/connections/{connection_id}/reauthorize")

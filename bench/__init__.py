@@ -1,0 +1,1 @@
+"""Benchmarks of the Connector Gateway (`make bench` = `python -m bench`). See README.md."""

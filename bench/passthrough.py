@@ -1,0 +1,68 @@
+"""The floor for a Python gateway: FastAPI + one pooled httpx client, nothing else.
+
+No authentication, no storage, no policies: every request under `/` is forwarded to
+`BENCH_UPSTREAM_URL` + the same raw path and query, hop-by-hop headers and Host dropped,
+the response streamed back (raw bytes, as the gateway does). Same server (uvicorn, one
+worker), same framework, same HTTP client and pool limits as the gateway, so the
+difference between the two is what the gateway itself does per call.
+
+`uvicorn bench.passthrough:app` with BENCH_UPSTREAM_URL=http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "host",
+})
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=30.0) as client:
+        app.state.client = client
+        app.state.upstream = os.environ["BENCH_UPSTREAM_URL"].rstrip("/")
+        yield
+
+
+app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.api_route("/{path:path}", methods=METHODS)
+async def proxy(path: str, request: Request) -> StreamingResponse:
+    client: httpx.AsyncClient = request.app.state.client
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    url = request.app.state.upstream + raw.decode("latin-1")
+    query = request.scope.get("query_string", b"")
+    if query:
+        url += "?" + query.decode("latin-1")
+    headers = [(k, v) for k, v in request.scope["headers"] if k.decode("latin-1").lower() not in HOP_BY_HOP]
+    body = await request.body()
+    upstream = client.build_request(request.method, url, headers=headers, content=body or None)
+    response = await client.send(upstream, stream=True)
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    result = StreamingResponse(relay(), status_code=response.status_code)
+    result.raw_headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in response.headers.multi_items()
+        if k.lower() not in HOP_BY_HOP
+    ]
+    return result
