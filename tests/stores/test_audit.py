@@ -37,9 +37,8 @@ async def test_events_land_in_both_partitions_newest_first(azurite: Any) -> None
 def test_record_is_cheap() -> None:
     """`record()` is what an invocation pays; it must stay in the microseconds."""
     log = AuditLog.__new__(AuditLog)
-    from collections import deque
-
     import asyncio
+    from collections import deque
 
     log._pending, log._max_pending, log.dropped, log._wake = deque(), 50_000, 0, asyncio.Event()
     started = time.perf_counter()
