@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 
-from functions.container import Gateway
 from functions.identity.principal import Principal
+
+if TYPE_CHECKING:
+    from functions.container import Gateway
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -15,7 +17,13 @@ def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+if TYPE_CHECKING:
+    GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+else:
+    # At run time the container module (and everything it builds: SDK clients, msal,
+    # the on-premises relay) is imported only when the app starts, not when
+    # function_app.py is imported: the Functions cold start pays for routes only.
+    GatewayDep = Annotated[Any, Depends(get_gateway)]
 
 
 async def get_caller(request: Request, gateway: GatewayDep) -> Principal:

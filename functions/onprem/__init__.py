@@ -6,30 +6,6 @@ Cloud side (imported by the gateway app): `registry` (gateways and heartbeats),
 private network; imports pyspnego): `agent`, `windows_auth`, `keys`. See README.md.
 """
 
-from __future__ import annotations
-
-from functions.onprem.envelope import encrypt_for_gateway
-from functions.onprem.errors import (
-    CredentialEnvelopeError,
-    GatewayNotFoundError,
-    GatewayOfflineError,
-    GatewayTimeoutError,
-    RelayUnavailableError,
-    UpstreamAuthenticationFailedError,
-)
-from functions.onprem.registry import GatewayRecord, GatewayRegistry
-from functions.onprem.relay import GatewayRelay, RelayResult
-
-__all__ = [
-    "CredentialEnvelopeError",
-    "GatewayNotFoundError",
-    "GatewayOfflineError",
-    "GatewayRecord",
-    "GatewayRegistry",
-    "GatewayRelay",
-    "GatewayTimeoutError",
-    "RelayResult",
-    "RelayUnavailableError",
-    "UpstreamAuthenticationFailedError",
-    "encrypt_for_gateway",
-]
+# Import the submodules directly: this package's __init__ stays empty so that importing
+# one part (e.g. the envelope at connection creation) does not load the Storage SDKs,
+# which matter for the Functions cold start (bench/RESULTS.md, import time).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -29,7 +29,6 @@ from functions.errors import (
 )
 from functions.identity.principal import Principal
 from functions.observability import correlation_id
-from functions.onprem.relay import GatewayRelay
 from functions.powerplatform import (
     ConnectorDefinition,
     apply_request_policies,
@@ -44,6 +43,9 @@ from functions.upstream.credentials import BearerAuth, auth_for, credential_head
 from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
 from functions.upstream.request import OutgoingRequest
 from functions.upstream.urls import build_upstream_url, encode_relative_path, validate_base_url
+
+if TYPE_CHECKING:
+    from functions.onprem.relay import GatewayRelay
 
 
 @dataclass(frozen=True)
