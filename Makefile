@@ -31,6 +31,7 @@ lint: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench
+	$(PY) -m bench.relay
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .localdata
