@@ -26,7 +26,12 @@ from functions.devtools.azurite import AzuritePorts, start_azurite
 from functions.devtools.processes import stop_process
 from functions.onprem.agent import IDLE_POLL_SECONDS, STORAGE_CONNECTION_STRING_ENV, AgentConfig
 from functions.onprem.envelope import encrypt_for_gateway
-from functions.onprem.keys import fingerprint, generate_private_key, public_key_pem, save_private_key
+from functions.onprem.keys import (
+    fingerprint,
+    generate_private_key,
+    public_key_pem,
+    save_private_key,
+)
 from functions.onprem.registry import HEARTBEAT_INTERVAL_SECONDS, GatewayRegistry
 from functions.onprem.relay import GatewayRelay
 from functions.onprem.storage import blob_service, queue_service, table_service
