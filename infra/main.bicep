@@ -76,15 +76,22 @@ var keyVaultAccess = usePrivateNetworking ? keyVaultPublicNetworkAccess : 'Enabl
 var effectiveAppIdUri = empty(apiAppIdUri) ? 'api://${apiClientId}' : apiAppIdUri
 var effectiveTenantIds = empty(authTenantIds) ? tenant().tenantId : authTenantIds
 
-// Tables the gateway reads and writes (functions/stores/tables.py, no prefix in Azure);
-// oauthstates and audit are reserved for the OAuth and audit issues.
+// Tables the gateway reads and writes (no prefix in Azure). The app also creates any
+// missing one at startup; listing them here makes them part of the deployment.
+// gwheartbeats and gwclaims are written by on-premises agents (functions/onprem).
 var tableNames = [
   'connectors'
   'connections'
+  'definitions'
+  'shares'
   'oauthstates'
   'audit'
+  'gateways'
+  'gwheartbeats'
+  'gwclaims'
 ]
-// No queue is read yet; the on-premises agent issue adds its queues here.
+// Relay queues are per gateway and per app instance (functions/onprem/names.py): the
+// app creates them at run time, so none is declared here.
 var queueNames = []
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
