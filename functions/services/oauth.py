@@ -363,6 +363,20 @@ class OAuthService:
         )
         try:
             binding = await self.binding_for_connection(connector, definition, connection)
+            issuer = params.get("iss")
+            if issuer and binding.provider.issuer and issuer != binding.provider.issuer:
+                # RFC 9207: the response names another authorization server (mix-up
+                # attack); never send it our code verifier.
+                log.warning("OAuth callback issuer mismatch for connection %s", connection.id)
+                return (
+                    CallbackResult(
+                        "provider_error",
+                        "The sign-in response came from an unexpected issuer.",
+                        connection.id,
+                    ),
+                    record,
+                    connection,
+                )
             tokens = await finish_consent(
                 record, binding.provider, binding.client, self._tokens, code=params.get("code", "")
             )

@@ -376,3 +376,35 @@ def test_refresh_due_job_refreshes_expiring_tokens(
         # The request path keeps working with the refreshed token.
         assert client.get(f"/api/connections/{soon['id']}/invoke/after").status_code == 200
     oidc.configure(accessTokenTtl=3600)
+
+
+def test_callback_from_another_issuer_is_refused(
+    gateway: GatewayUnderTest, oidc: Any, echo: Any
+) -> None:
+    """RFC 9207: an authorization response whose `iss` is not the provider's is refused
+    before the code is redeemed (mix-up defence); the real issuer's `iss` is accepted."""
+    with gateway.client("oauth-iss") as client:
+        connector = oauth_connector(client, oidc, echo.url)
+        created = client.post(
+            f"/api/connectors/{connector['id']}/connections", json={"displayName": "i"}
+        ).json()
+        result = oidc.authorize(created["consentUrl"], redirect_uri=GATEWAY_REDIRECT_URI)
+        exchanges = oidc.token_requests("authorization_code")
+        with gateway.client(user=None) as anonymous:
+            page = anonymous.get(
+                "/api/oauth/callback", params={**result.params, "iss": "https://evil.example/oidc"}
+            )
+        assert page.status_code == 502 and "unexpected issuer" in page.text
+        assert oidc.token_requests("authorization_code") == exchanges
+        assert (
+            client.get(f"/api/connections/{created['id']}").json()["status"] == "consent_required"
+        )
+        again = client.post(f"/api/connections/{created['id']}/reauthorize").json()
+        result = oidc.authorize(again["consentUrl"], redirect_uri=GATEWAY_REDIRECT_URI)
+        with gateway.client(user=None) as anonymous:
+            assert (
+                anonymous.get(
+                    "/api/oauth/callback", params={**result.params, "iss": oidc.issuer}
+                ).status_code
+                == 200
+            )
