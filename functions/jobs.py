@@ -7,23 +7,29 @@ work and closes it; they share no state with the HTTP app.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from functions.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How long audit records are kept (the cleanup job deletes older ones).
+AUDIT_RETENTION = timedelta(days=90)
+
 
 async def cleanup_connections(settings: Settings | None = None) -> int:
     """Finish connection creates and deletes interrupted by a crash (see
-    services/connections.py). Returns the number of leftovers removed."""
+    services/connections.py), and apply the audit retention. Returns the number of
+    connection leftovers removed."""
     from functions.container import Gateway
 
     gateway = await Gateway.start(settings or Settings.from_env())
     try:
         removed = await gateway.connections.cleanup()
+        expired = await gateway.audit.purge_older_than(AUDIT_RETENTION)
     finally:
         await gateway.close()
-    log.info("cleanup removed %d interrupted connection(s)", removed)
+    log.info("cleanup removed %d interrupted connection(s), %d expired audit batch(es)", removed, expired)
     return removed
 
 

@@ -183,6 +183,22 @@ class AuditLog:
                 self._table.create_entity(entity)
                 self.written += entity["Count"]
 
+    async def purge_older_than(self, age: timedelta) -> int:
+        """Retention: delete flush entities whose newest event is older than `age`.
+        The only deletion the audit table sees (run by the cleanup job)."""
+        cutoff = datetime.now(UTC) - age
+        lower = f"{_MAX_MS - int(cutoff.timestamp() * 1000):013d}~"
+        query = f"RowKey gt '{lower}'"
+
+        def run() -> int:
+            removed = 0
+            for entity in self._table.query_entities(query, select=["PartitionKey", "RowKey"]):
+                self._table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                removed += 1
+            return removed
+
+        return await asyncio.to_thread(run)
+
     async def query(
         self, partition: str, since: timedelta = timedelta(hours=24), limit: int = 1000
     ) -> list[dict[str, Any]]:

@@ -47,3 +47,15 @@ def test_record_is_cheap() -> None:
     per_call_us = (time.perf_counter() - started) / 10_000 * 1e6
     print(f"AuditLog.record: {per_call_us:.2f} µs per call")
     assert len(log._pending) == 10_000
+
+
+async def test_retention_deletes_only_old_batches(azurite: Any) -> None:
+    log = AuditLog(TableServiceClient.from_connection_string(azurite.connection_string()), "ar" + secrets.token_hex(3))
+    await log.ensure_table()
+    now = datetime.now(UTC)
+    log.record(AuditEvent("t1", "user:u1", "invoke", 200, connection_id="c1", detail="old", time=now - timedelta(days=100)))
+    log.record(AuditEvent("t1", "user:u2", "invoke", 200, connection_id="c2", detail="new", time=now))
+    await log.flush()
+    assert await log.purge_older_than(timedelta(days=90)) == 2  # both partitions of the old event
+    assert await log.query(connection_partition("t1", "c1"), since=timedelta(days=365)) == []
+    assert [e["detail"] for e in await log.query(connection_partition("t1", "c2"))] == ["new"]
