@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
-    for module in (health, connectors, connections, invoke, oauth, gateways):
+    # The invoke routes first: they carry the traffic, and routing tries routes in order.
+    for module in (invoke, health, connectors, connections, oauth, gateways):
         app.include_router(module.router)
     app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from functions.errors import (
     BadRequestError,
@@ -34,11 +35,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The caller went away mid-upload: nothing to answer, nothing to log as an error.
+        raise BadRequestError(
+            "the client disconnected before sending the whole body", code="client_disconnected"
+        ) from None
     return b"".join(chunks)
 
 
