@@ -29,7 +29,9 @@ async def cleanup_connections(settings: Settings | None = None) -> int:
         expired = await gateway.audit.purge_older_than(AUDIT_RETENTION)
     finally:
         await gateway.close()
-    log.info("cleanup removed %d interrupted connection(s), %d expired audit batch(es)", removed, expired)
+    log.info(
+        "cleanup removed %d interrupted connection(s), %d expired audit batch(es)", removed, expired
+    )
     return removed
 
 

@@ -11,11 +11,27 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_ruff() -> None:
-    done = run("ruff", "check", "functions", "tests", "function_app.py", "bench", "--output-format", "concise")
+    done = run(
+        "ruff",
+        "check",
+        "functions",
+        "tests",
+        "function_app.py",
+        "bench",
+        "--output-format",
+        "concise",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -13,7 +13,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 AuthType = Literal["none", "basic", "apiKey", "oauth2", "windows"]
-WindowsProtocol = Literal["negotiate", "ntlm"]
+# "anonymous": relayed by an on-premises agent without Windows authentication.
+WindowsProtocol = Literal["negotiate", "ntlm", "anonymous"]
 OAuthGrant = Literal["authorization_code", "client_credentials"]
 ConnectorSource = Literal["native", "powerplatform"]
 ApiKeyLocation = Literal["header", "query"]

@@ -397,15 +397,21 @@ class GatewayAgent:
             content=body,
             timeout=httpx.Timeout(remaining, connect=min(10.0, remaining)),
         )
-        auth = SpnegoAuth(
-            username,
-            password,
-            request.protocol if request.protocol in ("ntlm", "negotiate") else "negotiate",
-        )
+        # "anonymous": an on-premises API without Windows authentication (Power Platform
+        # connectors with a gateway and no credentials); the agent only relays.
+        auth: httpx.Auth | None = None
+        if request.protocol != "anonymous":
+            auth = SpnegoAuth(
+                username,
+                password,
+                request.protocol if request.protocol in ("ntlm", "negotiate") else "negotiate",
+            )
         try:
             # Not streamed: the Windows handshake reads every response body (the
             # connection must stay usable), the last one included.
-            response = await client.send(upstream, auth=auth, follow_redirects=False)
+            response = await client.send(
+                upstream, auth=auth or httpx.USE_CLIENT_DEFAULT, follow_redirects=False
+            )
         except httpx.TimeoutException:
             await self._discard_client(worker)
             return _failure(
@@ -428,7 +434,7 @@ class GatewayAgent:
             ],
             body=response.content,
         )
-        if response.status_code == 401:
+        if response.status_code == 401 and auth is not None:
             # Named so the caller can fix the connection; the password never leaves here.
             result.error = {
                 "code": protocol.ERROR_AUTH_FAILED,

@@ -217,6 +217,9 @@ class ConnectionService:
         if connector.source == "native":
             return connector.auth.type
         option = (await self._connectors.definition(connector)).parsed.auth_option(parameter_set)
+        if option is not None and option.gateway and option.type == "none":
+            # On-premises API without credentials: relayed by the gateway agent.
+            return "windows"
         return option.type if option is not None else "none"
 
     async def _binding(
@@ -254,7 +257,9 @@ class ConnectionService:
             definition, data.parameter_set, data.parameters
         )
         option = definition.auth_option(data.parameter_set)
-        if option is not None and option.type == "windows":
+        if option is not None and (
+            option.type == "windows" or (option.gateway and option.type == "none")
+        ):
             # The gatewaySetting parameter names the on-premises gateway.
             gateway_parameter = next(
                 (p.name for p in option.parameters if p.type == "gatewaySetting"), None

@@ -177,7 +177,9 @@ class AuditLog:
         for event in events:
             by_partition[principal_partition(event.tenant_id, event.principal)].append(event)
             if event.connection_id:
-                by_partition[connection_partition(event.tenant_id, event.connection_id)].append(event)
+                by_partition[connection_partition(event.tenant_id, event.connection_id)].append(
+                    event
+                )
         for partition, grouped in by_partition.items():
             for entity in _entities(partition, grouped):
                 self._table.create_entity(entity)

@@ -747,7 +747,9 @@ async def test_jwks_not_a_key_set_is_a_503(entra_key: str, jwks_server: JwksServ
         await JwksCache(jwks_server.url).get_key("any")
 
 
-async def test_validated_tokens_are_remembered_until_expiry(entra_key: str, jwks_server: JwksServer) -> None:
+async def test_validated_tokens_are_remembered_until_expiry(
+    entra_key: str, jwks_server: JwksServer
+) -> None:
     """A reused token skips the signature check; the cache never outlives `exp`."""
     import time as _time
 
@@ -758,7 +760,7 @@ async def test_validated_tokens_are_remembered_until_expiry(entra_key: str, jwks
     first = await validator.authenticate(f"Bearer {token}")
     assert await validator.authenticate(f"Bearer {token}") == first
     assert len(validator._validated) == 1
-    (_, remember_until), = validator._validated.values()
+    ((_, remember_until),) = validator._validated.values()
     assert remember_until <= claims["exp"]
     # A token past exp plus the clock-skew leeway is re-validated, and refused.
     claims["exp"] = int(_time.time()) - 120

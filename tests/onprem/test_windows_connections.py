@@ -123,3 +123,61 @@ def test_windows_connection_end_to_end(
     assert password not in all_table_text(gateway.settings)
     assert not any(password in value for value in keyvault_double.raw_values())
     assert any('"envelope"' in value for value in keyvault_double.raw_values())
+
+
+def test_power_platform_gateway_connector_without_credentials_is_relayed(
+    gateway: GatewayUnderTest, echo: Any, tmp_path: Path, azurite: Any
+) -> None:
+    """Connect Bridge: `gatewaySetting` + authType none. Its calls go through the agent
+    (the API sits in the private network); the agent relays them without Windows auth."""
+    from tests.powerplatform.samples import require_connectors_dir
+
+    folder = require_connectors_dir() / "certified-connectors" / "Connect Bridge"
+    onprem = register_agent(gateway, tmp_path, "bridge-office")
+    with gateway.client("win-owner") as owner:
+        files = {
+            "apiDefinition": (
+                "apiDefinition.swagger.json",
+                (folder / "apiDefinition.swagger.json").read_bytes(),
+            ),
+            "apiProperties": ("apiProperties.json", (folder / "apiProperties.json").read_bytes()),
+        }
+        connector = owner.post(
+            "/api/connectors/import", files=files, data={"baseUrl": echo.url}
+        ).json()
+        option = connector["definition"]["authOptions"][0]
+        assert option["type"] == "none" and option["gateway"] is True
+        missing = owner.post(
+            f"/api/connectors/{connector['id']}/connections",
+            json={"displayName": "b", "parameters": {"authType": "none"}},
+        )
+        assert_problem(missing, 422, "validation_error")
+        connection = owner.post(
+            f"/api/connectors/{connector['id']}/connections",
+            json={
+                "displayName": "b",
+                "parameters": {"authType": "none", "gateway": onprem.record.id},
+            },
+        ).json()
+        # Relayed: with the agent offline the call fails fast instead of going direct.
+        assert_problem(
+            owner.post(
+                f"/api/connections/{connection['id']}/invoke/WsDriver/rest/Execute", json={}
+            ),
+            503,
+            "gateway_offline",
+        )
+        agent = AgentProcess(onprem, azurite.connection_string())
+        try:
+            wait_online(owner, onprem.record.id, agent)
+            response = owner.post(
+                f"/api/connections/{connection['id']}/invoke/WsDriver/rest/Execute", json={"q": 1}
+            )
+            assert response.status_code == 200, response.text
+            report = response.json()
+            assert report["path"] == "/WsDriver/rest/Execute" and json.loads(report["body"]) == {
+                "q": 1
+            }
+            assert not any(k.lower() == "authorization" for k, _ in report["headers"])
+        finally:
+            agent.stop()
