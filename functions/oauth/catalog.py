@@ -347,6 +347,8 @@ class ResolvedProvider:
     issuer: str | None = None
     msal_authority: str | None = None
     msal_oidc_authority: str | None = None
+    # RFC 7009 token revocation, when the provider publishes one (OIDC discovery).
+    revocation_url: str | None = None
     # Request templates (spec.request_templates), with the connection's values for them.
     templates: RequestTemplates | None = field(default=None, repr=False)
 
@@ -496,6 +498,7 @@ class ProviderCatalog:
         authorization_url = render(spec.authorization_url)
         token_url = render(spec.token_url)
         issuer = render(spec.issuer)
+        revocation_url: str | None = None
         if spec.discovery_url is not None:
             if http is None:
                 raise CatalogError(f"provider {spec.id!r} uses discovery: pass an http client")
@@ -503,6 +506,8 @@ class ProviderCatalog:
             authorization_url = authorization_url or metadata["authorization_endpoint"]
             token_url = token_url or metadata["token_endpoint"]
             issuer = issuer or metadata.get("issuer")
+            revocation = metadata.get("revocation_endpoint")
+            revocation_url = revocation if isinstance(revocation, str) else None
         assert authorization_url is not None and token_url is not None
         return ResolvedProvider(
             spec=spec,
@@ -512,6 +517,7 @@ class ProviderCatalog:
             issuer=issuer,
             msal_authority=render(spec.msal_authority),
             msal_oidc_authority=render(spec.msal_oidc_authority),
+            revocation_url=revocation_url,
             templates=templates,
         )
 

@@ -318,6 +318,36 @@ class TokenEndpointClient:
             provider, body, client_id=client.client_id, grant="client_credentials"
         )
 
+    async def revoke(
+        self, provider: ResolvedProvider, client: OAuthClient, token: str, hint: str
+    ) -> bool:
+        """Revoke a token at the provider (RFC 7009 §2.1), with the same client
+        authentication as the token endpoint. True when the provider confirmed (200);
+        False when it has no revocation endpoint. Transport errors raise
+        TransientProviderError."""
+        if provider.revocation_url is None:
+            return False
+        spec = provider.spec
+        data = {"token": token, "token_type_hint": hint}
+        extra: dict[str, Any] = {}
+        if spec.client_auth == "basic" and client.client_secret is not None:
+            extra["auth"] = httpx.BasicAuth(
+                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+            )
+        else:
+            data["client_id"] = client.client_id
+            if client.client_secret is not None:
+                data["client_secret"] = client.client_secret
+        try:
+            response = await self.http.post(
+                provider.revocation_url, data=data, timeout=self.timeout, **extra
+            )
+        except httpx.HTTPError as exc:
+            raise TransientProviderError(
+                f"{spec.display_name} revocation endpoint unreachable"
+            ) from exc
+        return response.status_code == 200
+
     @staticmethod
     def requested_scopes(provider: ResolvedProvider, client: OAuthClient) -> tuple[str, ...]:
         """Catalog default scopes plus the connector's, in order, without duplicates."""

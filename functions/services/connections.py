@@ -494,6 +494,12 @@ class ConnectionService:
         self._record(caller, "connection.delete", 204, connection)
 
     async def _delete(self, connection: Connection) -> None:
+        connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+        if (
+            connector is not None
+            and await self._auth_type(connector, connection.parameter_set) == "oauth2"
+        ):
+            await self._oauth.revoke(connector, connection)
         if connection.status != ConnectionStatus.DELETING:
             connection.status = ConnectionStatus.DELETING
             try:

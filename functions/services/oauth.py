@@ -447,6 +447,36 @@ class OAuthService:
             self._latest[key] = StoredTokens(tokens=tokens, version=None)
         return tokens.access_token
 
+    async def revoke(self, connector: Connector, connection: Connection) -> bool:
+        """Best effort, when a connection is deleted: revoke its grant at the provider
+        (RFC 7009), so deleting a connection also ends the third party's consent. Never
+        raises: a provider without revocation, or one that is down, does not block the
+        delete (the tokens are purged from the vault either way)."""
+        try:
+            if not connection.secret_version:
+                return False
+            secret = await self._secrets.get_secret(
+                connection.secret_name, connection.secret_version
+            )
+            tokens = TokenSet.from_secret(secret.value)
+            if tokens is None:
+                return False
+            definition = (
+                await self._connectors.definition(connector)
+                if connector.source == "powerplatform"
+                else None
+            )
+            binding = await self.binding_for_connection(connector, definition, connection)
+            token, hint = (
+                (tokens.refresh_token, "refresh_token")
+                if tokens.refresh_token
+                else (tokens.access_token, "access_token")
+            )
+            return await self._tokens.revoke(binding.provider, binding.client, token, hint)
+        except GatewayError as exc:
+            log.warning("could not revoke the grant of connection %s: %s", connection.id, exc.code)
+            return False
+
     def _record_refresh_failure(self, connection: Connection, exc: GatewayError) -> None:
         self._audit.record(
             AuditEvent(

@@ -408,3 +408,27 @@ def test_callback_from_another_issuer_is_refused(
                 ).status_code
                 == 200
             )
+
+
+def test_deleting_a_connection_revokes_its_grant(
+    gateway: GatewayUnderTest, oidc: Any, echo: Any
+) -> None:
+    import asyncio
+    import json as _json
+
+    with gateway.client("oauth-delete") as client:
+        connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
+        secret = asyncio.run(gateway.state.secrets.get_secret(f"conn-{connection['id']}"))
+        refresh_token = _json.loads(secret.value)["oauth"]["refresh_token"]
+        assert client.delete(f"/api/connections/{connection['id']}").status_code == 204
+    with oidc.client() as http:
+        response = http.post(
+            oidc.token_url,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
+        )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
