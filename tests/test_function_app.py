@@ -65,6 +65,11 @@ class FunctionsHost:
         functions = module.app.get_functions()
         http = [f for f in functions if f.get_function_name() == "http_app_func"]
         assert len(http) == 1
+        timers = [
+            f for f in functions if f.get_bindings_dict()["bindings"][0]["type"] == "timerTrigger"
+        ]
+        self.timers = {f.get_function_name(): f.get_bindings_dict()["bindings"][0] for f in timers}
+        self.timer_functions = {f.get_function_name(): f.get_user_function() for f in timers}
         self.app = module.app
         self.trigger = http[0]
         self.handler = self.trigger.get_user_function()
@@ -99,6 +104,16 @@ def test_registered_function_is_anonymous_catch_all(host: FunctionsHost) -> None
     assert trigger["type"] == "httpTrigger"
     assert trigger["route"] == "/{*route}"
     assert trigger["authLevel"] == func.AuthLevel.ANONYMOUS
+
+
+def test_timer_jobs_are_registered_and_run(host: FunctionsHost) -> None:
+    from azure.functions.timer import TimerRequest
+
+    assert host.timers["cleanup_connections"]["schedule"] == "0 */15 * * * *"
+    assert host.timers["refresh_due_tokens"]["schedule"] == "0 */5 * * * *"
+    # As the host would fire them: each builds its own container from the environment.
+    for name in ("cleanup_connections", "refresh_due_tokens"):
+        host.loop.run_until_complete(host.timer_functions[name](TimerRequest(past_due=False)))
 
 
 def test_host_json_routes_everything_to_the_app() -> None:
