@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -63,6 +64,12 @@ def install() -> None:
             cleaned = redact(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, None
+            if record.exc_info and record.exc_info[0] is not None:
+                # Formatters print `exc_text` when set: give them the redacted traceback
+                # (an exception message may quote a value, e.g. a URL with a key).
+                record.exc_text = redact(
+                    "".join(traceback.format_exception(*record.exc_info)).rstrip()
+                )
         return record
 
     logging.setLogRecordFactory(factory)
