@@ -27,7 +27,7 @@ from functions.services.oauth import (
     OAuthNotSupportedError,
     _power_platform_provider,
 )
-from tests.powerplatform.samples import connectors_dir
+from tests.powerplatform.samples import require_connectors_dir
 
 SECRET = "s3cr&t=value with space"  # noqa: S105 - a test value that must never leak
 VERIFIER = "v" * 43
@@ -406,9 +406,7 @@ async def test_provider_errors_from_templated_requests_carry_no_secret():
 
 @pytest.mark.parametrize("folder", ["BiG EVAL", "WorkSpan", "AzureAD"])
 async def test_real_oauth2generic_definitions_resolve(folder: str):
-    root = connectors_dir()
-    if root is None or not (root / "certified-connectors" / folder).exists():
-        pytest.skip("sample connectors not available")
+    root = require_connectors_dir()
     definition = load_definition(root / "certified-connectors" / folder)
     option = next(o for o in definition.auth_options if o.oauth2 is not None)
     settings = option.oauth2
