@@ -14,37 +14,21 @@ import sys
 
 from starlette.types import Receive, Scope, Send
 
+from functions.devtools.asgi import read_body, serve_lifespan, stream_bytes
+
 BODY = b'{"id":"item-1","name":"benchmark item","tags":["a","b","c"],"price":12.5,"available":true}\n'
 BODY = BODY.ljust(95, b" ")
 _FIXED_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
-_CHUNK = b"x" * 65536
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    # Drain the request body.
-    while True:
-        message = await receive()
-        if not message.get("more_body"):
-            break
+        await serve_lifespan(receive, send)
+        return
+    await read_body(receive)
     path: str = scope["path"]
     if path.startswith("/bytes/"):
-        total = int(path.rsplit("/", 1)[1])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream"),
-                                (b"content-length", str(total).encode())]})
-        sent = 0
-        while sent < total:
-            piece = _CHUNK[: min(len(_CHUNK), total - sent)]
-            sent += len(piece)
-            await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+        await stream_bytes(send, int(path.rsplit("/", 1)[1]))
         return
     if path.startswith("/echo"):
         report = {

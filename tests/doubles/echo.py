@@ -18,22 +18,14 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from functions.devtools.asgi import read_body, serve_lifespan, stream_bytes
+
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+        await serve_lifespan(receive, send)
+        return
+    body = await read_body(receive)
     raw_path = scope.get("raw_path") or scope["path"].encode()
     path = raw_path.decode("latin-1")
     headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json")]
@@ -44,23 +36,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path.startswith("/status/"):
         status = int(path.rsplit("/", 1)[1])
     elif path.startswith("/bytes/"):
-        total = int(path.rsplit("/", 1)[1])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/octet-stream"),
-                    (b"content-length", str(total).encode()),
-                ],
-            }
-        )
-        chunk = b"x" * 65536
-        sent = 0
-        while sent < total:
-            piece = chunk[: min(len(chunk), total - sent)]
-            sent += len(piece)
-            await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+        await stream_bytes(send, int(path.rsplit("/", 1)[1]))
         return
     elif any(k == b"x-echo-respond" for k, _ in scope["headers"]):
         # Answer with the JSON the caller supplied (to exercise response policies).
