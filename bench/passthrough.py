@@ -3,8 +3,10 @@
 No authentication, no storage, no policies: every request under `/` is forwarded to
 `BENCH_UPSTREAM_URL` + the same raw path and query, hop-by-hop headers and Host dropped,
 the response streamed back (raw bytes, as the gateway does). Same server (uvicorn, one
-worker), same framework, same HTTP client and pool limits as the gateway, so the
-difference between the two is what the gateway itself does per call.
+worker), same framework, same HTTP client (httpx over aiohttp's pool, as the gateway's
+data plane) and pool limits as the gateway, so the difference between the two is what
+the gateway itself does per call. BENCH_PASSTHROUGH_TRANSPORT=httpcore swaps in httpx's
+default transport, to show what that choice costs.
 
 `uvicorn bench.passthrough:app` with BENCH_UPSTREAM_URL=http://127.0.0.1:PORT
 """
@@ -18,6 +20,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
+from httpx_aiohttp import AiohttpTransport
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -29,7 +32,11 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    transport: httpx.AsyncBaseTransport
+    if os.environ.get("BENCH_PASSTHROUGH_TRANSPORT") == "httpcore":
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    else:  # the gateway's data-plane transport (functions/upstream/client.py)
+        transport = AiohttpTransport(limits=limits, trust_env=False)
     async with httpx.AsyncClient(transport=transport, trust_env=False, timeout=30.0) as client:
         app.state.client = client
         app.state.upstream = os.environ["BENCH_UPSTREAM_URL"].rstrip("/")

@@ -33,7 +33,7 @@ from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.secrets.factory import build_secret_store
 from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore, build_table_service
-from functions.upstream.resolve import ResolvingTransport, parse_overrides
+from functions.upstream.client import control_plane_client, data_plane_client
 
 
 def _upstream_tls(settings: Settings) -> ssl.SSLContext:
@@ -70,7 +70,8 @@ def _msal_session_factory(settings: Settings) -> Callable[[], Any] | None:
 @dataclass
 class Gateway:
     settings: Settings
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # calls to connectors' APIs (functions/upstream/client.py)
+    control_http: httpx.AsyncClient  # calls to identity providers
     metadata: MetadataStore
     secrets: CachedSecretStore
     tokens: TokenValidator
@@ -88,19 +89,9 @@ class Gateway:
         timeout = httpx.Timeout(
             settings.upstream_timeout_seconds, connect=min(10.0, settings.upstream_timeout_seconds)
         )
-        # One pooled client for all upstream calls. trust_env=False: upstream calls
-        # must not be diverted by ambient proxy variables.
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
-            verify=_upstream_tls(settings), limits=limits, trust_env=False
-        )
-        if settings.dev_upstream_resolve:
-            transport = ResolvingTransport(
-                transport, parse_overrides(settings.dev_upstream_resolve)
-            )
-        http = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
-        )
+        tls = _upstream_tls(settings)
+        http = data_plane_client(tls, timeout, settings.dev_upstream_resolve)
+        control = control_plane_client(tls, timeout, settings.dev_upstream_resolve)
         tables = build_table_service(settings)
         metadata = MetadataStore(tables, settings.table_prefix)
         await metadata.ensure_tables()
@@ -143,7 +134,7 @@ class Gateway:
         )
         # One token client and one refresher per process: the refresher's single flight
         # and cooldowns are per process by design (the lease handles other instances).
-        token_client = TokenEndpointClient(http, msal_http_client=_msal_session_factory(settings))
+        token_client = TokenEndpointClient(control, msal_http_client=_msal_session_factory(settings))
         oauth = OAuthService(
             metadata,
             secrets,
@@ -152,7 +143,7 @@ class Gateway:
             token_client,
             TokenRefresher(token_client),
             catalog,
-            http,
+            control,
             audit,
             public_base_url=settings.public_base_url,
         )
@@ -171,6 +162,7 @@ class Gateway:
         return cls(
             settings=settings,
             http=http,
+            control_http=control,
             metadata=metadata,
             secrets=secrets,
             tokens=tokens,
@@ -196,5 +188,6 @@ class Gateway:
         await self.onprem_relay.close()
         self.onprem_registry.close()
         await self.http.aclose()
+        await self.control_http.aclose()
         self.metadata.close()
         self.secrets.close()

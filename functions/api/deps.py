@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from functions.container import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # `async` on purpose: FastAPI runs a plain `def` dependency in its thread pool,
+    # a thread hand-off on every request for what is an attribute read.
     gateway: Gateway = request.app.state.gateway
     return gateway
 

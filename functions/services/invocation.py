@@ -39,6 +39,7 @@ from functions.powerplatform import (
 from functions.services.connections import ConnectionService, ResolvedConnection, principal_subject
 from functions.services.oauth import OAuthService
 from functions.stores.audit import AuditEvent, AuditLog
+from functions.upstream.client import classify_failure
 from functions.upstream.credentials import BearerAuth, auth_for, credential_header_names
 from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
 from functions.upstream.request import OutgoingRequest
@@ -334,27 +335,27 @@ class InvocationService:
         detail = {"connectionId": resolved.connection.id, "upstreamHost": url.host}
         try:
             return await self._http.send(upstream, auth=auth, stream=True, follow_redirects=False)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(
-                f"connection {resolved.connection.id}: upstream {url.host} did not answer in time",
-                extra=detail,
-            ) from exc
-        except (
-            httpx.ConnectError,
-            httpx.RemoteProtocolError,
-            httpx.ReadError,
-            httpx.WriteError,
-        ) as exc:
-            raise UpstreamError(
-                f"connection {resolved.connection.id}: upstream {url.host} is unreachable "
-                f"({type(exc).__name__})",
-                code="upstream_unreachable",
-                extra=detail,
-            ) from exc
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            failure = classify_failure(exc)
+            if failure is None:
+                raise
+            what = type(exc).__name__
+            if failure == "timeout":
+                raise UpstreamTimeoutError(
+                    f"connection {resolved.connection.id}: upstream {url.host} did not answer "
+                    "in time",
+                    extra=detail,
+                ) from exc
+            if failure == "unreachable":
+                raise UpstreamError(
+                    f"connection {resolved.connection.id}: upstream {url.host} is unreachable "
+                    f"({what})",
+                    code="upstream_unreachable",
+                    extra=detail,
+                ) from exc
             raise UpstreamError(
                 f"connection {resolved.connection.id}: request to upstream {url.host} failed "
-                f"({type(exc).__name__})",
+                f"({what})",
                 extra=detail,
             ) from exc
 

@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import socket
+import threading
 from typing import Any
 
 import httpx
@@ -173,6 +174,54 @@ def test_upstream_status_headers_and_repeated_headers(gateway: GatewayUnderTest,
         assert "set-cookie" not in response.headers
         teapot = client.delete(invoke_url(connection["id"], "/status/418"))
         assert teapot.status_code == 418 and teapot.json()["method"] == "DELETE"
+
+
+def test_an_upstream_cookie_never_reaches_another_call(
+    gateway: GatewayUnderTest, echo: Any
+) -> None:
+    """The gateway's HTTP client is shared by every connection: a cookie one upstream
+    sets must not be stored and sent on later calls (another caller's, or the same)."""
+    with gateway.client("cookie-setter") as setter, gateway.client("cookie-victim") as victim:
+        setter_conn = create_connection(setter, create_connector(setter, echo.url)["id"])
+        victim_conn = create_connection(victim, create_connector(victim, echo.url)["id"])
+        for _ in range(2):  # Set-Cookie: upstream=1
+            assert setter.get(invoke_url(setter_conn["id"], "/headers-out")).status_code == 200
+        for client, conn in ((victim, victim_conn), (setter, setter_conn)):
+            report = client.get(invoke_url(conn["id"], "/after-cookie")).json()
+            assert header_values(report, "cookie") == []
+
+
+def test_upstream_closing_without_answer_is_502(gateway: GatewayUnderTest) -> None:
+    """A server that accepts and hangs up is `upstream_unreachable`, not a timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                peer, _ = server.accept()
+            except TimeoutError:
+                continue
+            peer.recv(65536)
+            peer.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        with gateway.client("invoker-hangup") as client:
+            base = f"http://127.0.0.1:{server.getsockname()[1]}"
+            connection = create_connection(client, create_connector(client, base)["id"])
+            problem = assert_problem(
+                client.get(invoke_url(connection["id"], "/x")), 502, "upstream_unreachable"
+            )
+            assert connection["id"] in problem["detail"]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
 
 
 def test_streams_large_responses(gateway: GatewayUnderTest, echo: Any) -> None:

@@ -28,7 +28,7 @@ from functions.services.ids import is_valid_id
 router = APIRouter(prefix="/api/gateways", tags=["gateways"])
 
 
-def get_registry(request: Request) -> GatewayRegistry:
+async def get_registry(request: Request) -> GatewayRegistry:
     registry: GatewayRegistry = request.app.state.gateway.onprem_registry
     return registry
 

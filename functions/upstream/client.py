@@ -1,0 +1,171 @@
+"""The HTTP clients the gateway calls out with.
+
+Two `httpx.AsyncClient`s, both with the upstream trust store, no proxy variables, no
+redirects followed and no cookie jar:
+
+- **data plane** (`invoke`, operations): httpx's API over aiohttp's connection pool
+  (`httpx-aiohttp`). httpcore's pool scans every pooled connection, with a syscall
+  each, on every request start and end; at 32 concurrent calls that made a bare
+  FastAPI + httpx proxy spend 3 ms of CPU per call in the pool alone (bench/RESULTS.md).
+  aiohttp's pool does not, and cut the same proxy's cost per call by about 5x.
+- **control plane** (OAuth token, revocation and discovery calls, a few per
+  connection per hour): httpx's own transport, whose error types the OAuth code
+  relies on.
+
+Cookies: a gateway client is shared by every connection and every caller, so a
+`Set-Cookie` from one upstream must never come back on another caller's request.
+Both clients refuse to store cookies (httpx's jar and aiohttp's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Literal, NoReturn
+
+import httpx
+
+from functions.upstream.resolve import ResolvingTransport, parse_overrides
+
+# One pool for all upstream calls: how many sockets at once, how many kept idle.
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+Failure = Literal["timeout", "unreachable", "failed"]
+
+
+def no_cookies() -> CookieJar:
+    """A jar that accepts nothing, so nothing is ever sent back."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def control_plane_client(
+    tls: ssl.SSLContext, timeout: httpx.Timeout, resolve: str | None = None
+) -> httpx.AsyncClient:
+    transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
+        verify=tls, limits=LIMITS, trust_env=False
+    )
+    return _client(transport, timeout, resolve)
+
+
+def data_plane_client(
+    tls: ssl.SSLContext, timeout: httpx.Timeout, resolve: str | None = None
+) -> httpx.AsyncClient:
+    # Imported here: aiohttp is only needed once the app serves calls, not to import
+    # function_app.py (the Functions cold start).
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    def session() -> aiohttp.ClientSession:
+        # Created on first use, inside the running event loop, as aiohttp requires.
+        connector = aiohttp.TCPConnector(
+            limit=LIMITS.max_connections or 0,
+            keepalive_timeout=LIMITS.keepalive_expiry or 5.0,
+            ssl=tls,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+
+    inner = AiohttpTransport(verify=tls, limits=LIMITS, trust_env=False, client=session)
+    return _client(_AiohttpErrors(inner), timeout, resolve)
+
+
+def _client(
+    transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout, resolve: str | None
+) -> httpx.AsyncClient:
+    if resolve:
+        transport = ResolvingTransport(transport, parse_overrides(resolve))
+    return httpx.AsyncClient(
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+        transport=transport,
+        cookies=no_cookies(),
+    )
+
+
+def classify_failure(exc: BaseException) -> Failure | None:
+    """What a failed upstream call means for the caller; None if `exc` is not one."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(
+        exc, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError
+    ):
+        return "unreachable"
+    if isinstance(exc, httpx.HTTPError):
+        return "failed"
+    return None
+
+
+class _AiohttpErrors(httpx.AsyncBaseTransport):
+    """httpx-aiohttp maps every `aiohttp.ClientConnectionError` (refused, reset,
+    server disconnected) to `httpx.ConnectTimeout`, and lets others through as aiohttp
+    types. Map them by what happened, in the request and while the body streams, so a
+    refused connection is a 502 and only a real timeout is a 504."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as is
+            _raise_mapped(exc)
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        response.stream = _MappedStream(stream)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _MappedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as is
+            _raise_mapped(exc)
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        except Exception as exc:  # noqa: BLE001 - mapped, or re-raised as is
+            _raise_mapped(exc)
+
+
+def _raise_mapped(exc: Exception) -> NoReturn:
+    mapped = _mapped(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
+
+
+def _mapped(exc: Exception) -> Exception:
+    import aiohttp
+
+    root: BaseException = exc
+    if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None:
+        root = exc.__cause__  # httpx-aiohttp's own (too coarse) mapping
+    message = str(root) or type(root).__name__
+    if isinstance(root, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(root, asyncio.TimeoutError):  # aiohttp's read timeouts are subclasses
+        return httpx.ReadTimeout(message)
+    if isinstance(root, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message)
+    if isinstance(root, aiohttp.ClientPayloadError):
+        return httpx.ReadError(message)
+    if isinstance(root, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(root, aiohttp.ClientOSError | OSError):
+        return httpx.ReadError(message)
+    if isinstance(root, aiohttp.ClientError):
+        return httpx.TransportError(message)
+    return exc
