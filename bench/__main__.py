@@ -177,13 +177,13 @@ class Bench:
                 pids = children(process.pid)
         return process, port, pids
 
-    def start_passthrough(self, upstream: str, workers: int = 1) -> tuple[subprocess.Popen[bytes], int, list[int]]:
+    def start_passthrough(self, upstream: str, workers: int = 1, transport: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
         port = free_port()
         args = [sys.executable, "-m", "uvicorn", "bench.passthrough:app", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]
         if workers > 1:
             args += ["--workers", str(workers)]
-        env = {**os.environ, "BENCH_UPSTREAM_URL": upstream}
+        env = {**os.environ, "BENCH_UPSTREAM_URL": upstream, "BENCH_PASSTHROUGH_TRANSPORT": transport}
         process = start(args, env=env, ports=[port], log=OUT / f"passthrough-{port}.log")
         url = f"http://127.0.0.1:{port}/v1/items/1"
         for _ in range(4 * workers):
@@ -229,6 +229,14 @@ class Bench:
                 return str(connection.json()["id"])
 
             ids["native_primary"] = native("primary", self.primary_url)
+            # A second connection of the same connector: what a connection costs cold on
+            # an instance that has already seen its connector.
+            connector_id = client.get(f"/api/connections/{ids['native_primary']}").json()["connectorId"]
+            second = client.post(
+                f"/api/connectors/{connector_id}/connections",
+                json={"displayName": "primary 2", "parameters": {"api_key": "bench-key-primary-2"}})
+            second.raise_for_status()
+            ids["native_primary_2"] = str(second.json()["id"])
             ids["native_asgi"] = native("asgi", self.asgi_url)
             ids["imported_primary"] = imported(self.primary_url)
             ids["imported_echo"] = imported(self.asgi_url + "/echo")
@@ -304,6 +312,10 @@ class Bench:
             if nginx:
                 pt2, pt2_port, pt2_pids = self.start_passthrough(self.asgi_url)
                 stack.callback(stop_process, pt2)
+            # The same floor with httpx's default transport (httpcore's pool): what the
+            # gateway's choice of transport is worth (functions/upstream/client.py).
+            pt3, pt3_port, pt3_pids = self.start_passthrough(self.primary_url, transport="httpcore")
+            stack.callback(stop_process, pt3)
             gw, gw_port, gw_pids = self.start_gateway(1)
             stack.callback(stop_process, gw)
             gw_url = f"http://127.0.0.1:{gw_port}"
@@ -325,6 +337,8 @@ class Bench:
             specs.append(("passthrough -> primary", "passthrough", "primary", Load(f"http://127.0.0.1:{pt_port}{path}"), pt_pids, 1))
             if nginx:
                 specs.append(("passthrough -> ASGI upstream", "passthrough", "asgi", Load(f"http://127.0.0.1:{pt2_port}{path}"), pt2_pids, 1))
+            specs.append(("passthrough, httpx default transport -> primary", "passthrough-httpcore", "primary",
+                          Load(f"http://127.0.0.1:{pt3_port}{path}"), pt3_pids, 1))
             # 3. gateway, one worker
             specs.append(("gateway invoke (API key) -> primary", "gateway", "primary", native_load, gw_pids, 1))
             if nginx:
@@ -338,6 +352,7 @@ class Bench:
             self.extra["kv_calls_during_load"] = self.kv.count() - kv_before
             if nginx:
                 stop_process(pt2)
+            stop_process(pt3)
 
             # -- profile (separate runs: py-spy must not perturb the figures above)
             if pyspy:
@@ -454,23 +469,25 @@ class Bench:
         server = ThreadedServer(create_app(settings)).start()
         try:
             gateway = server.config.app.state.gateway
-            # The audit trail (if this version has one) writes Table transactions off the
-            # request path; count them by wrapping this instance's table client here.
-            audit = getattr(gateway, "audit", None)
+            # The audit trail writes Table inserts off the request path; count them by
+            # wrapping this instance's audit table client here.
+            from functions.stores.audit import FLUSH_SECONDS
+
+            audit = gateway.audit
             audit_calls = [0]
-            if audit is not None and hasattr(audit, "_table"):
-                original = audit._table.submit_transaction
+            original = audit._table.create_entity
 
-                def counted(*a: Any, **k: Any) -> Any:
-                    audit_calls[0] += 1
-                    return original(*a, **k)
+            def counted(*a: Any, **k: Any) -> Any:
+                audit_calls[0] += 1
+                return original(*a, **k)
 
-                audit._table.submit_transaction = counted
+            audit._table.create_entity = counted  # type: ignore[method-assign]
 
             def snapshot() -> dict[str, int]:
-                time.sleep(0.3)  # let the audit writer's batch (50 ms) go out
+                time.sleep(FLUSH_SECONDS + 0.5)  # let the audit writer's interval go out
                 c = gateway.metadata.counters
                 return {"table_reads": c.reads, "table_queries": c.queries, "table_writes": c.writes,
+                        "share_queries": gateway.shares.reads,
                         "definition_reads": getattr(getattr(gateway.connectors, "_definitions", None), "reads", 0),
                         "secret_reads": gateway.secrets.reads, "secret_hits": gateway.secrets.hits,
                         "kv_requests": self.kv.count(), "kv_gets": self.kv.count("GET"),
@@ -498,6 +515,9 @@ class Bench:
                         call().raise_for_status()
                     s2 = snapshot()
                     phases[label] = {"cold": diff(s0, s1), "warm": diff(s1, s2), "warm_seconds": time.monotonic() - start}
+                    if label.startswith("invoke/"):
+                        client.get(f"/api/connections/{self.ids['native_primary_2']}/invoke/v1/items/1?x=1").raise_for_status()
+                        phases[label]["cold2"] = diff(s2, snapshot())
             phases["_n"] = n
             phases["_cache_seconds"] = settings.metadata_cache_seconds
             self.log(f"counters: {phases}")

@@ -98,12 +98,14 @@ class CreatedConnection:
     consent_url: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _InvokeEntry:
     connection: Connection
     connector: Connector
     binding: OAuthBinding | None
-    shares: tuple[Share, ...] = ()
+    # The connection's grants, read the first time someone other than the owner calls
+    # (an owner's calls never need them); None until then.
+    shares: tuple[Share, ...] | None = None
 
 
 AccessRole = Literal["owner", "grantee", "admin"]
@@ -708,6 +710,9 @@ class ConnectionService:
                 removed += 1
         return removed
 
+    async def _grants(self, caller: Principal, connection: Connection) -> tuple[Share, ...]:
+        return tuple(await self._shares.for_resource(caller.tenant_id, "connection", connection.id))
+
     async def resolve_for_invoke(self, caller: Principal, connection_id: str) -> ResolvedConnection:
         """The connection, its connector and credentials, from caches when warm.
 
@@ -722,10 +727,10 @@ class ConnectionService:
                 connection = await self._store.get_connection(caller.tenant_id, connection_id)
             if connection is None or not _visible_status(connection):
                 raise connection_not_found(connection_id)
-            shares = await self._shares.for_resource(caller.tenant_id, "connection", connection.id)
-            if connection_role(caller, connection, shares) is None:
-                raise connection_not_found(connection_id)
-            connector = await self._store.get_connector(
+            shares: tuple[Share, ...] | None = None
+            if connection_role(caller, connection, ()) is None:
+                shares = await self._grants(caller, connection)
+            connector = await self._connectors.get_for_invoke(
                 connection.tenant_id, connection.connector_id
             )
             if connector is None:
@@ -733,13 +738,18 @@ class ConnectionService:
             _check_usable(connection)
             auth_type = await self._auth_type(connector, connection.parameter_set)
             binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
-            cached = _InvokeEntry(connection, connector, binding, tuple(shares))
+            cached = _InvokeEntry(connection, connector, binding, shares)
             # Only usable connections are cached: a consent completed elsewhere must
             # show at once, not after the TTL.
             self._resolved.put(key, cached)
         connection, connector = cached.connection, cached.connector
         # Owner or grantee, checked on every call (the cache holds the grants too).
-        if connection_role(caller, connection, cached.shares) is None:
+        role = connection_role(caller, connection, ())
+        if role is None:
+            if cached.shares is None:
+                cached.shares = await self._grants(caller, connection)
+            role = connection_role(caller, connection, cached.shares)
+        if role is None:
             if self.is_admin(caller):
                 raise ForbiddenError(
                     f"you may see connection {connection_id} but not invoke it",

@@ -118,6 +118,26 @@ class ConnectorService:
         # Parsed definitions, keyed by the connector row's update time: a re-import
         # changes the row, so a stale parse is never used after this instance sees it.
         self._parsed: TtlCache[LoadedDefinition] = TtlCache(cache_seconds, max_entries=256)
+        # Connector rows for the invoke path, shared by all connections of a connector:
+        # a connection seen for the first time costs one Table read, not two. Evicted
+        # here on every change; other instances see a change within cache_seconds.
+        self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds)
+
+    async def get_for_invoke(self, tenant_id: str, connector_id: str) -> Connector | None:
+        """The connector row, cached. No access check: on the invoke path the caller's
+        right comes from the connection, which the caller has already passed."""
+        key = (tenant_id, connector_id)
+        connector = self._for_invoke.get(key)
+        if connector is None:
+            connector = await self._store.get_connector(tenant_id, connector_id)
+            if connector is not None:
+                self._for_invoke.put(key, connector)
+        return connector
+
+    async def _replace_connector(self, connector: Connector) -> Connector:
+        saved = await self._store.replace_connector(connector)
+        self._for_invoke.evict((connector.tenant_id, connector.id))
+        return saved
 
     async def import_definition(
         self,
@@ -201,7 +221,7 @@ class ConnectorService:
                 tags={"connector": connector.id},
             )
         connector.oauth_client = OAuthClientConfig(data.client_id, version, data.redirect_uri)
-        return await self._store.replace_connector(connector)
+        return await self._replace_connector(connector)
 
     async def create(self, caller: Principal, data: ConnectorInput) -> Connector:
         self._check_oauth(data.auth)
@@ -321,7 +341,7 @@ class ConnectorService:
         moved = 0
         for connector in await self._store.list_connectors(tenant_id, old_owner):
             connector.owner_id = new_owner
-            await self._store.replace_connector(connector)
+            await self._replace_connector(connector)
             moved += 1
         return moved
 
@@ -403,7 +423,7 @@ class ConnectorService:
         connector.auth = data.auth
         connector.description = data.description
         connector.allow_connection_sharing = data.allow_connection_sharing
-        connector = await self._store.replace_connector(connector)
+        connector = await self._replace_connector(connector)
         if data.oauth_client is not None:
             connector = await self._save_oauth_client(connector, data.oauth_client)
         return connector
@@ -417,6 +437,7 @@ class ConnectorService:
                 code="connector_in_use",
             )
         await self._store.delete_connector(caller.tenant_id, connector.id)
+        self._for_invoke.evict((caller.tenant_id, connector.id))
         if connector.oauth_client is not None:
             await self._secrets.delete_secret(connector_secret_name(connector.id))
         if connector.source == "powerplatform":

@@ -86,6 +86,35 @@ class UpstreamResponse:
     async def aclose(self) -> None:
         await self._response.aclose()
 
+    async def read_if_small(self, limit: int) -> bytes | None:
+        """The whole raw body when the upstream declared a Content-Length of at most
+        `limit` bytes (or the body was rewritten), else None: stream it.
+
+        Most API answers are small; sending them in one piece skips the streaming
+        machinery (a task group per response in Starlette), and an upstream that dies
+        mid-body becomes a clean 502 instead of a truncated answer.
+        """
+        if self.content is not None:
+            return self.content
+        length = self._response.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > limit:
+            return None
+        try:
+            return b"".join([chunk async for chunk in self._response.aiter_raw()])
+        except Exception as exc:
+            if classify_failure(exc) is None:
+                raise
+            resolved = self.resolved
+            host = self._response.request.url.host
+            raise UpstreamError(
+                f"connection {resolved.connection.id if resolved else '?'}: upstream {host} "
+                f"broke off its answer ({type(exc).__name__})",
+                code="upstream_unreachable",
+                extra={"upstreamHost": host},
+            ) from exc
+        finally:
+            await self._response.aclose()
+
 
 def _has_response_policies(definition: ConnectorDefinition, operation_id: str | None) -> bool:
     return any(

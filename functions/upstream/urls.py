@@ -11,6 +11,7 @@ caller meant.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -98,16 +99,22 @@ def build_upstream_url(base_url: str, path: str, query: list[tuple[str, str]]) -
     The host, port and scheme are taken from `base_url` alone; `path` is appended to
     the base path as raw bytes, so nothing in it can be read as an authority.
     """
-    base = httpx.URL(base_url)
-    base_path = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+    base, base_path = _parsed_base(base_url)
     full_path = base_path + path.encode("ascii")
     if not full_path.startswith(b"/"):
         full_path = b"/" + full_path
-    url = base.copy_with(raw_path=full_path)
     if query:
         pairs: list[tuple[str, str | int | float | bool | None]] = list(query)
-        url = url.copy_with(params=httpx.QueryParams(pairs))
-    return url
+        full_path += b"?" + str(httpx.QueryParams(pairs)).encode("ascii")
+    return base.copy_with(raw_path=full_path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_base(base_url: str) -> tuple[httpx.URL, bytes]:
+    """A base URL parsed once (there are few, and parsing one is a visible share of a
+    call): the URL and its path without a trailing slash."""
+    base = httpx.URL(base_url)
+    return base, base.raw_path.split(b"?", 1)[0].rstrip(b"/")
 
 
 def _invalid(message: str) -> BadRequestError:

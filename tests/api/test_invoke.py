@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from functions.identity.dev_issuer import object_id
 from functions.services.ids import new_id
+from functions.settings import DEV_TENANT_ID
 from tests.api.helpers import assert_problem, create_connection, create_connector
 from tests.conftest import GatewayUnderTest
 from tests.doubles.echo import header_values
@@ -302,3 +304,40 @@ def test_warm_invocations_read_no_table_and_no_vault(
             client.get(invoke_url(api_key_conn["id"], "/warm")).raise_for_status()
     assert gateway.state.metadata.counters.reads == table_reads
     assert gateway.state.secrets.reads == vault_reads
+
+
+def test_cold_reads_one_row_per_connection(gateway: GatewayUnderTest, echo: Any) -> None:
+    """Cold, a connection costs one Table read and one Key Vault read on an instance:
+    its connector row is shared by the connector's connections, and its grants are
+    read only when someone other than the owner calls."""
+    grantee = "cold-grantee"
+    with gateway.client("cold-owner") as owner, gateway.client(grantee) as other:
+        connector = create_connector(owner, echo.url)
+        first = create_connection(owner, connector["id"])
+        second = create_connection(owner, connector["id"])
+        state = gateway.state
+
+        def counts() -> list[int]:
+            c = state.metadata.counters
+            return [c.reads, c.queries, state.shares.reads, state.secrets.reads]
+
+        def cost(call: Any) -> tuple[int, ...]:
+            before = counts()
+            call().raise_for_status()
+            return tuple(b - a for a, b in zip(before, counts(), strict=True))
+
+        gateway.state.connections._resolved.clear()  # as a fresh instance would be
+        gateway.state.connectors._for_invoke.clear()
+        with state.secrets._lock:
+            state.secrets._entries.clear()
+        # (Table reads, Table queries, grant queries, Key Vault reads)
+        assert cost(lambda: owner.get(invoke_url(first["id"], "/a"))) == (2, 0, 0, 1)  # + connector
+        assert cost(lambda: owner.get(invoke_url(second["id"], "/a"))) == (1, 0, 0, 1)
+        assert cost(lambda: owner.get(invoke_url(second["id"], "/b"))) == (0, 0, 0, 0)
+        owner.post(
+            f"/api/connections/{second['id']}/shares",
+            json={"principal": {"type": "user", "id": object_id(DEV_TENANT_ID, "user", grantee)}},
+        ).raise_for_status()
+        # The connection row is cached already; only its grants are read, once.
+        assert cost(lambda: other.get(invoke_url(second["id"], "/c"))) == (0, 0, 1, 0)
+        assert cost(lambda: other.get(invoke_url(second["id"], "/d"))) == (0, 0, 0, 0)
