@@ -65,7 +65,8 @@ def _lua(load: Load) -> str:
 def run_load(load: Load, *, tool: str, connections: int, duration: float, threads: int = 2) -> LoadResult:
     meter = None
     if tool == "wrk":
-        args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+        # wrk takes whole seconds only.
+        args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
         for name, value in load.headers.items():
             args += ["-H", f"{name}: {value}"]
         script = None

@@ -13,6 +13,7 @@ A pending or deleting row is never usable. `cleanup` finishes deleting rows left
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -190,6 +191,7 @@ class ConnectionService:
         # on how long a change made elsewhere (a revoked share, a delete) can go unseen
         # here is GATEWAY_METADATA_CACHE_SECONDS.
         self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds)
+        self._loading: dict[tuple[str, str, str], asyncio.Task[_InvokeEntry]] = {}
 
     def is_admin(self, caller: Principal) -> bool:
         return is_admin(caller, self._admin_role, self._admin_groups)
@@ -713,6 +715,53 @@ class ConnectionService:
     async def _grants(self, caller: Principal, connection: Connection) -> tuple[Share, ...]:
         return tuple(await self._shares.for_resource(caller.tenant_id, "connection", connection.id))
 
+    async def _load_once(self, caller: Principal, connection_id: str) -> _InvokeEntry:
+        """Load (and cache) a connection for the invoke path; concurrent calls of the
+        same caller for the same connection share one load. Without this, every call
+        in flight when an entry expires read the same rows at once (32 at a time in
+        the benchmark), queueing behind each other for the storage threads."""
+        flight = (caller.tenant_id, connection_id, caller.object_id)
+        task = self._loading.get(flight)
+        if task is None:
+            task = asyncio.ensure_future(self._load_entry(caller, connection_id))
+            self._loading[flight] = task
+            task.add_done_callback(lambda done: self._loaded(flight, done))
+        # shield: one caller going away must not cancel the load the others wait for.
+        return await asyncio.shield(task)
+
+    def _loaded(self, flight: tuple[str, str, str], task: asyncio.Task[_InvokeEntry]) -> None:
+        self._loading.pop(flight, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so it is never reported as unhandled
+
+    async def _load_entry(self, caller: Principal, connection_id: str) -> _InvokeEntry:
+        key = (caller.tenant_id, connection_id)
+        connection = None
+        if is_valid_id(connection_id):
+            connection = await self._store.get_connection(caller.tenant_id, connection_id)
+        if connection is None or not _visible_status(connection):
+            raise connection_not_found(connection_id)
+        shares: tuple[Share, ...] | None = None
+        if connection_role(caller, connection, ()) is None:
+            # Not the owner: a grantee or nobody, decided before anything else is read
+            # or its state reported.
+            shares = await self._grants(caller, connection)
+            if connection_role(caller, connection, shares) is None:
+                raise connection_not_found(connection_id)
+        connector = await self._connectors.get_for_invoke(
+            connection.tenant_id, connection.connector_id
+        )
+        if connector is None:
+            raise connection_not_found(connection_id)
+        _check_usable(connection)
+        auth_type = await self._auth_type(connector, connection.parameter_set)
+        binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
+        cached = _InvokeEntry(connection, connector, binding, shares)
+        # Only usable connections are cached: a consent completed elsewhere must
+        # show at once, not after the TTL.
+        self._resolved.put(key, cached)
+        return cached
+
     async def resolve_for_invoke(self, caller: Principal, connection_id: str) -> ResolvedConnection:
         """The connection, its connector and credentials, from caches when warm.
 
@@ -722,26 +771,7 @@ class ConnectionService:
         key = (caller.tenant_id, connection_id)
         cached = self._resolved.get(key)
         if cached is None:
-            connection = None
-            if is_valid_id(connection_id):
-                connection = await self._store.get_connection(caller.tenant_id, connection_id)
-            if connection is None or not _visible_status(connection):
-                raise connection_not_found(connection_id)
-            shares: tuple[Share, ...] | None = None
-            if connection_role(caller, connection, ()) is None:
-                shares = await self._grants(caller, connection)
-            connector = await self._connectors.get_for_invoke(
-                connection.tenant_id, connection.connector_id
-            )
-            if connector is None:
-                raise connection_not_found(connection_id)
-            _check_usable(connection)
-            auth_type = await self._auth_type(connector, connection.parameter_set)
-            binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
-            cached = _InvokeEntry(connection, connector, binding, shares)
-            # Only usable connections are cached: a consent completed elsewhere must
-            # show at once, not after the TTL.
-            self._resolved.put(key, cached)
+            cached = await self._load_once(caller, connection_id)
         connection, connector = cached.connection, cached.connector
         # Owner or grantee, checked on every call (the cache holds the grants too).
         role = connection_role(caller, connection, ())

@@ -341,3 +341,34 @@ def test_cold_reads_one_row_per_connection(gateway: GatewayUnderTest, echo: Any)
         # The connection row is cached already; only its grants are read, once.
         assert cost(lambda: other.get(invoke_url(second["id"], "/c"))) == (0, 0, 1, 0)
         assert cost(lambda: other.get(invoke_url(second["id"], "/d"))) == (0, 0, 0, 0)
+
+
+def test_concurrent_cold_calls_share_one_load(gateway: GatewayUnderTest, echo: Any) -> None:
+    """Calls in flight when a connection's cache entry is missing (first use, or
+    expiry under load) read its rows once between them, not once each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with gateway.client("herd-owner") as client:
+        connection = create_connection(client, create_connector(client, echo.url)["id"])
+        client.get(invoke_url(connection["id"], "/warm")).raise_for_status()  # pool, token
+        state = gateway.state
+        state.connections._resolved.clear()
+        state.connectors._for_invoke.clear()
+        before = state.metadata.counters.reads
+
+        def call(index: int) -> int:
+            return client.get(invoke_url(connection["id"], f"/slow/0.2?i={index}")).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(call, range(16)))
+    assert statuses == [200] * 16
+    assert state.metadata.counters.reads - before == 2  # the connection row + its connector
+
+
+def test_startup_objects_are_kept_out_of_full_collections(gateway: GatewayUnderTest) -> None:
+    """Full collections over the startup heap took 50-70 ms under load (every call in
+    flight waited); the app freezes what start-up built (`gc.freeze`)."""
+    import gc
+
+    assert gateway.state is not None
+    assert gc.get_freeze_count() > 10_000
