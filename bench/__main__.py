@@ -156,8 +156,9 @@ class Bench:
         port = free_port()
         args = [sys.executable, "-m", "uvicorn", "functions.app:create_app", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-        if workers > 1:
-            args += ["--workers", str(workers)]
+        if workers > 1:  # one socket per worker: bench/workers.py says why
+            args = [sys.executable, "-m", "bench.workers", "functions.app:create_app", "--factory",
+                    "--port", str(port), "--workers", str(workers)]
         process = start(args, env=self.gateway_env(), ports=[port], log=OUT / f"gateway-{workers}w.log")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -182,7 +183,8 @@ class Bench:
         args = [sys.executable, "-m", "uvicorn", "bench.passthrough:app", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]
         if workers > 1:
-            args += ["--workers", str(workers)]
+            args = [sys.executable, "-m", "bench.workers", "bench.passthrough:app",
+                    "--port", str(port), "--workers", str(workers)]
         env = {**os.environ, "BENCH_UPSTREAM_URL": upstream, "BENCH_PASSTHROUGH_TRANSPORT": transport}
         process = start(args, env=env, ports=[port], log=OUT / f"passthrough-{port}.log")
         url = f"http://127.0.0.1:{port}/v1/items/1"

@@ -8,6 +8,7 @@ which go through `api_definition`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -175,6 +176,18 @@ class PolicyTemplateInstance:
     supported: bool
     problem: str | None = None
     compiled: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def template_functions(self) -> frozenset[str]:
+        """Functions called by its string templates (`body()`, `item()`, ...): computed
+        once, since the runtime asks on every call."""
+        from functions.powerplatform.expressions import Template
+
+        found: frozenset[str] = frozenset()
+        for value in self.compiled.values():
+            if isinstance(value, Template):
+                found |= value.functions()
+        return found
 
     def applies_to(self, operation_id: str | None) -> bool:
         """Whether the policy runs for this operation (None: a call with no operation)."""

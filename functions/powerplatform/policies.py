@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from functions.powerplatform.errors import PolicyEvaluationError, PolicyNotSupportedError
-from functions.powerplatform.expressions import MISSING, EvaluationContext, Template, evaluate
+from functions.powerplatform.expressions import MISSING, EvaluationContext, evaluate
 from functions.powerplatform.loading import SCRIPT_FILE
 from functions.powerplatform.model import ConnectorDefinition, PolicyTemplateInstance
 from functions.powerplatform.operations import (
@@ -331,11 +331,8 @@ BODY_TEMPLATES = frozenset({"setproperty", "stringreplace"})
 
 
 def _reads_body(policy: PolicyTemplateInstance) -> bool:
-    if policy.template_id in BODY_TEMPLATES:
-        return True
-    return any(
-        isinstance(value, Template) and bool(value.functions() & {"body", "item"})
-        for value in policy.compiled.values()
+    return policy.template_id in BODY_TEMPLATES or bool(
+        policy.template_functions & {"body", "item"}
     )
 
 

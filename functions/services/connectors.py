@@ -4,6 +4,7 @@ cannot be probed."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,8 +117,11 @@ class ConnectorService:
         self._public_base_url = public_base_url
         self._audience = audience
         # Parsed definitions, keyed by the connector row's update time: a re-import
-        # changes the row, so a stale parse is never used after this instance sees it.
-        self._parsed: TtlCache[LoadedDefinition] = TtlCache(cache_seconds, max_entries=256)
+        # changes the row, so a stale parse is never used after this instance sees it,
+        # and an entry never needs to expire (only to make room: least recently used).
+        # Parsing costs milliseconds on the event loop; redoing it every
+        # cache_seconds stalled every call in flight.
+        self._parsed: TtlCache[LoadedDefinition] = TtlCache(math.inf, max_entries=256)
         # Connector rows for the invoke path, shared by all connections of a connector:
         # a connection seen for the first time costs one Table read, not two. Evicted
         # here on every change; other instances see a change within cache_seconds.

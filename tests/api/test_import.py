@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -610,3 +611,20 @@ def test_oauth_sample_with_set_property_policies(gateway: GatewayUnderTest, echo
         assert [i["id"] for i in invoices] == ["7", "8"]
         assert [i["title"] for i in invoices] == ["7-INV-7", "8-INV-8"]
         assert "content-encoding" not in listed.headers
+
+
+def test_a_definition_is_parsed_once_per_version(start_gateway: Any, echo: Any) -> None:
+    """The metadata cache expires (here after 0.3 s) and the connection row is read
+    again, but the parsed definition is kept: its key is the connector's update time,
+    so it cannot be stale, and parsing again stalled every call in flight."""
+    quick = start_gateway(metadata_cache_seconds=0.3)
+    with quick.client("pp-parse-once") as client:
+        connector = import_folder(client, sample("certified-connectors/Babybots"), echo.url)
+        connection = connect(client, connector, {"username": "maker", "password": "pw"})
+        definitions = quick.state.connectors._definitions
+        assert operation(client, connection, "SumNumbers", {"code": "c"}, {"a": 1}).is_success
+        reads, rows = definitions.reads, quick.state.metadata.counters.reads
+        time.sleep(0.5)
+        assert operation(client, connection, "SumNumbers", {"code": "c"}, {"a": 2}).is_success
+        assert quick.state.metadata.counters.reads > rows  # the metadata did expire
+        assert definitions.reads == reads
