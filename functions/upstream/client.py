@@ -40,6 +40,35 @@ def no_cookies() -> CookieJar:
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
+class _NoCookies(httpx.Cookies):
+    """Cookies that are never stored: httpx offers every response to the client's jar
+    (`extract_cookies`), and even a jar that refuses everything costs a urllib request
+    and response wrapper per call (6% of the gateway's CPU per call in the profile)."""
+
+    def __init__(self) -> None:
+        super().__init__(no_cookies())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """An AsyncClient whose `cookies` is always the empty, never-filled `_NoCookies`."""
+
+    _none = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._none
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        pass  # httpx sets it in __init__; nothing is ever kept
+
+
 def control_plane_client(
     tls: ssl.SSLContext, timeout: httpx.Timeout, resolve: str | None = None
 ) -> httpx.AsyncClient:
@@ -77,12 +106,8 @@ def _client(
 ) -> httpx.AsyncClient:
     if resolve:
         transport = ResolvingTransport(transport, parse_overrides(resolve))
-    return httpx.AsyncClient(
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        transport=transport,
-        cookies=no_cookies(),
+    return _CookielessClient(
+        timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
     )
 
 

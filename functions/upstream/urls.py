@@ -99,22 +99,28 @@ def build_upstream_url(base_url: str, path: str, query: list[tuple[str, str]]) -
     The host, port and scheme are taken from `base_url` alone; `path` is appended to
     the base path as raw bytes, so nothing in it can be read as an authority.
     """
-    base, base_path = _parsed_base(base_url)
-    full_path = base_path + path.encode("ascii")
-    if not full_path.startswith(b"/"):
-        full_path = b"/" + full_path
+    if "?" in path or "#" in path:  # callers pass encoded paths; never reinterpret one
+        raise _invalid("the path must be percent-encoded ('?' or '#' found)")
+    origin, base_path = _parsed_base(base_url)
+    full_path = base_path + path
+    if not full_path.startswith("/"):
+        full_path = "/" + full_path
     if query:
         pairs: list[tuple[str, str | int | float | bool | None]] = list(query)
-        full_path += b"?" + str(httpx.QueryParams(pairs)).encode("ascii")
-    return base.copy_with(raw_path=full_path)
+        full_path += "?" + str(httpx.QueryParams(pairs))
+    # One parse of the whole URL (cheaper than copy_with); the origin comes from the
+    # validated base alone and the path is percent-encoded, so nothing in it can be
+    # read as an authority or a fragment.
+    return httpx.URL(origin + full_path)
 
 
 @functools.lru_cache(maxsize=4096)
-def _parsed_base(base_url: str) -> tuple[httpx.URL, bytes]:
+def _parsed_base(base_url: str) -> tuple[str, str]:
     """A base URL parsed once (there are few, and parsing one is a visible share of a
-    call): the URL and its path without a trailing slash."""
+    call): its origin (scheme://host:port) and its path without a trailing slash."""
     base = httpx.URL(base_url)
-    return base, base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+    path = base.raw_path.split(b"?", 1)[0].rstrip(b"/").decode("ascii")
+    return f"{base.scheme}://{base.netloc.decode('ascii')}", path
 
 
 def _invalid(message: str) -> BadRequestError:
