@@ -82,5 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The invoke routes first: they carry the traffic, and routing tries routes in order.
     for module in (invoke, health, connectors, connections, oauth, gateways):
         app.include_router(module.router)
+    # Before everything else, shadowing their documented twins (routes/invoke.py).
+    app.router.routes[:0] = invoke.FAST_ROUTES
     app.add_middleware(CorrelationIdMiddleware)
     return app

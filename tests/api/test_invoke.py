@@ -372,3 +372,25 @@ def test_startup_objects_are_kept_out_of_full_collections(gateway: GatewayUnderT
 
     assert gateway.state is not None
     assert gc.get_freeze_count() > 10_000
+
+
+def test_invoke_routes_are_documented_and_served_without_fastapi_handling(
+    gateway: GatewayUnderTest,
+) -> None:
+    from fastapi.routing import APIRoute
+    from starlette.routing import Match
+
+    from functions.app import create_app
+
+    app = create_app(gateway.settings)
+    paths = app.openapi()["paths"]
+    assert "/api/connections/{connection_id}/invoke/{path}" in paths
+    assert "post" in paths["/api/connections/{connection_id}/operations/{operation_id}"]
+    for method, path in (
+        ("GET", "/api/connections/c1/invoke/v1/x"),
+        ("DELETE", "/api/connections/c1/invoke"),
+        ("POST", "/api/connections/c1/operations/Op"),
+    ):
+        scope = {"type": "http", "method": method, "path": path}
+        serving = next(r for r in app.router.routes if r.matches(scope)[0] == Match.FULL)
+        assert not isinstance(serving, APIRoute), (method, path)

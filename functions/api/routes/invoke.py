@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from functions.api.bodies import json_body, read_body
 from functions.api.deps import get_caller
@@ -33,11 +34,9 @@ def _path_after_invoke(request: Request, connection_id: str) -> str:
     return text[index + len(marker) :] if index >= 0 else "/"
 
 
-@router.api_route("/{connection_id}/invoke", methods=METHODS, include_in_schema=False)
-@router.api_route("/{connection_id}/invoke/{path:path}", methods=METHODS)
-async def invoke(connection_id: str, request: Request) -> Response:
-    # The hot path: no FastAPI dependencies (resolving them is a measurable share of a
-    # call's CPU, bench/RESULTS.md); the same two steps, called directly.
+async def invoke(request: Request) -> Response:
+    """`ANY /api/connections/{connection_id}/invoke/{path}`"""
+    connection_id: str = request.path_params["connection_id"]
     gateway = request.app.state.gateway
     caller = await get_caller(request, gateway)
     body = await read_body(request, gateway.settings.max_request_bytes)
@@ -52,16 +51,60 @@ async def invoke(connection_id: str, request: Request) -> Response:
     return await _relay(upstream, request.method)
 
 
-@router.post("/{connection_id}/operations/{operation_id}")
-async def invoke_operation(connection_id: str, operation_id: str, request: Request) -> Response:
-    """Call an imported connector's operation: {"parameters": {...}, "body": ...}."""
+async def invoke_operation(request: Request) -> Response:
+    """`POST /api/connections/{connection_id}/operations/{operation_id}`:
+    {"parameters": {...}, "body": ...}."""
     gateway = request.app.state.gateway
     caller = await get_caller(request, gateway)
     call = await json_body(request, OperationCall, limit=gateway.settings.max_request_bytes)
     upstream = await gateway.invocations.invoke_operation(
-        caller, connection_id, operation_id, call.parameters, call.body
+        caller,
+        request.path_params["connection_id"],
+        request.path_params["operation_id"],
+        call.parameters,
+        call.body,
     )
     return await _relay(upstream, "POST")
+
+
+# The hot path is served by plain Starlette routes, placed before every other route
+# (functions/app.py): FastAPI's per-request handling (parameter solving, dependency
+# resolution, response checks) costs 60-75 us a call, about 6% of a call's CPU,
+# for nothing these two handlers use (bench/RESULTS.md). Same error handlers.
+FAST_ROUTES = [
+    Route("/api/connections/{connection_id}/invoke", invoke, methods=METHODS),
+    Route("/api/connections/{connection_id}/invoke/{path:path}", invoke, methods=METHODS),
+    Route(
+        "/api/connections/{connection_id}/operations/{operation_id}",
+        invoke_operation,
+        methods=["POST"],
+    ),
+]
+
+
+# For the OpenAPI document only: the routes above match first, so these never run
+# (they would do the same).
+async def invoke_documented(connection_id: str, path: str, request: Request) -> Response:
+    """Forward the request below the connector's base URL, with the connection's
+    credential; imported connectors' policies apply to the matching operation."""
+    return await invoke(request)
+
+
+for _method in METHODS:  # one entry per method, each with its own operationId
+    router.add_api_route(
+        "/{connection_id}/invoke/{path:path}",
+        invoke_documented,
+        methods=[_method],
+        operation_id=f"invoke_{_method.lower()}",
+    )
+
+
+@router.post("/{connection_id}/operations/{operation_id}", response_class=Response)
+async def invoke_operation_documented(
+    connection_id: str, operation_id: str, call: OperationCall, request: Request
+) -> Response:
+    """Call an imported connector's operation by operationId."""
+    return await invoke_operation(request)
 
 
 async def _relay(upstream: UpstreamResponse, method: str) -> Response:
