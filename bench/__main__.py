@@ -178,9 +178,10 @@ class Bench:
                 pids = children(process.pid)
         return process, port, pids
 
-    def start_passthrough(self, upstream: str, workers: int = 1, transport: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
+    def start_passthrough(self, upstream: str, workers: int = 1, transport: str = "",
+                          app: str = "bench.passthrough:app") -> tuple[subprocess.Popen[bytes], int, list[int]]:
         port = free_port()
-        args = [sys.executable, "-m", "uvicorn", "bench.passthrough:app", "--host", "127.0.0.1",
+        args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]
         if workers > 1:
             args = [sys.executable, "-m", "bench.workers", "bench.passthrough:app",
@@ -318,6 +319,10 @@ class Bench:
             # gateway's choice of transport is worth (functions/upstream/client.py).
             pt3, pt3_port, pt3_pids = self.start_passthrough(self.primary_url, transport="httpcore")
             stack.callback(stop_process, pt3)
+            # ... and with the gateway's two hot-path shortcuts (plain route, small
+            # answers whole): the ratio against it is the cost of the gateway's own work.
+            pt4, pt4_port, pt4_pids = self.start_passthrough(self.primary_url, app="bench.passthrough:lean_app")
+            stack.callback(stop_process, pt4)
             gw, gw_port, gw_pids = self.start_gateway(1)
             stack.callback(stop_process, gw)
             gw_url = f"http://127.0.0.1:{gw_port}"
@@ -341,6 +346,8 @@ class Bench:
                 specs.append(("passthrough -> ASGI upstream", "passthrough", "asgi", Load(f"http://127.0.0.1:{pt2_port}{path}"), pt2_pids, 1))
             specs.append(("passthrough, httpx default transport -> primary", "passthrough-httpcore", "primary",
                           Load(f"http://127.0.0.1:{pt3_port}{path}"), pt3_pids, 1))
+            specs.append(("passthrough, lean (plain route, small answers whole) -> primary", "passthrough-lean",
+                          "primary", Load(f"http://127.0.0.1:{pt4_port}{path}"), pt4_pids, 1))
             # 3. gateway, one worker
             specs.append(("gateway invoke (API key) -> primary", "gateway", "primary", native_load, gw_pids, 1))
             if nginx:
@@ -355,6 +362,7 @@ class Bench:
             if nginx:
                 stop_process(pt2)
             stop_process(pt3)
+            stop_process(pt4)
 
             # -- profile (separate runs: py-spy must not perturb the figures above)
             if pyspy:

@@ -9,6 +9,7 @@ the gateway itself does per call. BENCH_PASSTHROUGH_TRANSPORT=httpcore swaps in 
 default transport, to show what that choice costs.
 
 `uvicorn bench.passthrough:app` with BENCH_UPSTREAM_URL=http://127.0.0.1:PORT
+(`bench.passthrough:lean_app`: the same with the gateway's hot-path shortcuts, below).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from httpx_aiohttp import AiohttpTransport
+from starlette.routing import Route
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -44,10 +46,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+SMALL_BODY_BYTES = 64 * 1024
 
 
 @app.api_route("/{path:path}", methods=METHODS)
-async def proxy(path: str, request: Request) -> StreamingResponse:
+async def proxy(path: str, request: Request) -> Response:
+    return await _proxy(request, lean=False)
+
+
+async def _proxy(request: Request, *, lean: bool) -> Response:
     client: httpx.AsyncClient = request.app.state.client
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     url = request.app.state.upstream + raw.decode("latin-1")
@@ -58,6 +65,20 @@ async def proxy(path: str, request: Request) -> StreamingResponse:
     body = await request.body()
     upstream = client.build_request(request.method, url, headers=headers, content=body or None)
     response = await client.send(upstream, stream=True)
+    headers_out = [
+        (k.lower().encode("latin-1"), v.encode("latin-1"))
+        for k, v in response.headers.multi_items()
+        if k.lower() not in HOP_BY_HOP
+    ]
+    length = response.headers.get("content-length", "")
+    if lean and length.isdigit() and int(length) <= SMALL_BODY_BYTES:
+        try:
+            content = b"".join([chunk async for chunk in response.aiter_raw()])
+        finally:
+            await response.aclose()
+        small = Response(content, status_code=response.status_code)
+        small.raw_headers = headers_out
+        return small
 
     async def relay() -> AsyncIterator[bytes]:
         try:
@@ -67,9 +88,31 @@ async def proxy(path: str, request: Request) -> StreamingResponse:
             await response.aclose()
 
     result = StreamingResponse(relay(), status_code=response.status_code)
-    result.raw_headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in response.headers.multi_items()
-        if k.lower() not in HOP_BY_HOP
-    ]
+    result.raw_headers = headers_out
     return result
+
+
+async def _lean(request: Request) -> Response:
+    return await _proxy(request, lean=True)
+
+
+# The same floor with the shortcuts the gateway's hot path takes: its data-plane client
+# (functions/upstream/client.py: no cookie jar), a plain Starlette route instead of
+# FastAPI's request handling, and answers with a Content-Length up to 64 KiB sent in
+# one piece (functions/api/routes/invoke.py). Against this one the ratio is what the
+# gateway's own work (auth, lookups, credentials, policies, audit) costs.
+@asynccontextmanager
+async def lean_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The gateway's own data-plane client (aiohttp's pool, no cookie jar).
+    import ssl
+
+    from functions.upstream.client import data_plane_client
+
+    async with data_plane_client(ssl.create_default_context(), httpx.Timeout(30.0)) as client:
+        app.state.client = client
+        app.state.upstream = os.environ["BENCH_UPSTREAM_URL"].rstrip("/")
+        yield
+
+
+lean_app = FastAPI(lifespan=lean_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+lean_app.router.routes.append(Route("/{path:path}", _lean, methods=METHODS))

@@ -53,9 +53,12 @@ _REQUEST_DROP = frozenset(
 )
 _REQUEST_DROP_PREFIXES = ("x-forwarded-", "x-ms-client-principal", "x-gateway-", "x-ms-functions-")
 
-# Not returned to the caller: hop-by-hop, and cookies the upstream sets (the gateway's
-# origin is shared by every connector; an upstream cookie must not land there).
-_RESPONSE_DROP = frozenset({"set-cookie", "content-length"})
+# Not returned to the caller: hop-by-hop, cookies the upstream sets (the gateway's
+# origin is shared by every connector; an upstream cookie must not land there), and
+# Date and Server: the server answering the caller (uvicorn, the Functions host) sets
+# its own, and two of a single-valued header is a malformed answer; the upstream's
+# Server would also tell callers what runs behind the gateway.
+_RESPONSE_DROP = frozenset({"set-cookie", "content-length", "date", "server"})
 
 
 def _connection_listed(headers: Iterable[tuple[str, str]]) -> set[str]:

@@ -174,6 +174,9 @@ def test_upstream_status_headers_and_repeated_headers(gateway: GatewayUnderTest,
         assert response.headers.get_list("link") == ["<a>; rel=next", "<b>; rel=prev"]
         assert response.headers["x-upstream"] == "yes"
         assert "set-cookie" not in response.headers
+        # The upstream's Date and Server are not passed on next to the gateway's own.
+        assert len(response.headers.get_list("date")) == 1
+        assert response.headers.get_list("server") in ([], ["uvicorn"])
         teapot = client.delete(invoke_url(connection["id"], "/status/418"))
         assert teapot.status_code == 418 and teapot.json()["method"] == "DELETE"
 

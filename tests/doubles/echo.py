@@ -50,6 +50,8 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
             (b"link", b"<b>; rel=prev"),
             (b"set-cookie", b"upstream=1"),
             (b"x-upstream", b"yes"),
+            (b"server", b"echo-upstream/1.0"),
+            (b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"),
         ]
 
     report: dict[str, Any] = {
