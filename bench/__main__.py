@@ -378,21 +378,26 @@ class Bench:
             # -- streaming 100 MB
             self.extra["streaming"] = self.streaming(gw_url, gw_pids[0], pt_port, pt_pids[0])
 
-            # -- scaling: 2 workers
-            stop_process(gw)
-            stop_process(pt)
+            # -- scaling: 2 workers, measured in the same alternating rounds as one worker
+            # (the ratio would otherwise compare runs minutes apart on a shared machine).
             gw2, gw2_port, gw2_pids = self.start_gateway(2)
             stack.callback(stop_process, gw2)
-            kv_before = self.kv.count()
-            self.scenario("gateway invoke, 2 workers -> primary", "scaling", "primary",
-                          Load(f"http://127.0.0.1:{gw2_port}/api/connections/{self.ids['native_primary']}/invoke{path}",
-                               headers=self.auth), gw2_pids, workers=2)
-            self.extra["kv_calls_2_workers"] = self.kv.count() - kv_before
-            stop_process(gw2)
             pt2w, pt2w_port, pt2w_pids = self.start_passthrough(self.primary_url, workers=2)
-            self.scenario("passthrough, 2 workers -> primary", "scaling", "primary",
-                          Load(f"http://127.0.0.1:{pt2w_port}{path}"), pt2w_pids, workers=2)
-            stop_process(pt2w)
+            stack.callback(stop_process, pt2w)
+            kv_before = self.kv.count()
+            self.interleaved([
+                ("gateway invoke, 1 worker (scaling rounds) -> primary", "scaling-1", "primary", native_load, gw_pids, 1),
+                ("gateway invoke, 2 workers -> primary", "scaling", "primary",
+                 Load(f"http://127.0.0.1:{gw2_port}/api/connections/{self.ids['native_primary']}/invoke{path}",
+                      headers=self.auth), gw2_pids, 2),
+                ("passthrough, 1 worker (scaling rounds) -> primary", "scaling-1", "primary",
+                 Load(f"http://127.0.0.1:{pt_port}{path}"), pt_pids, 1),
+                ("passthrough, 2 workers -> primary", "scaling", "primary",
+                 Load(f"http://127.0.0.1:{pt2w_port}{path}"), pt2w_pids, 2),
+            ], rounds=self.args.rounds)
+            self.extra["kv_calls_2_workers"] = self.kv.count() - kv_before
+            for process in (gw2, pt2w, gw, pt):
+                stop_process(process)
 
             # -- Table and Key Vault calls, counted in the gateway's own stores (in process)
             self.extra["counters"] = self.count_calls()
@@ -538,10 +543,10 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured scenario")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of discarded warm-up per scenario")
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per measured scenario")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds of discarded warm-up per scenario")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating slices per side-by-side scenario")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating slices per side-by-side scenario")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--import-reps", type=int, default=7)
