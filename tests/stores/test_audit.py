@@ -13,21 +13,31 @@ from azure.data.tables import TableServiceClient
 from functions.stores.audit import AuditEvent, AuditLog, connection_partition, principal_partition
 
 
-async def test_events_land_in_both_partitions_newest_first(azurite: Any) -> None:
+async def new_log(azurite: Any, prefix: str) -> AuditLog:
     log = AuditLog(
         TableServiceClient.from_connection_string(azurite.connection_string()),
-        "au" + secrets.token_hex(3),
+        prefix + secrets.token_hex(3),
     )
     await log.ensure_table()
+    return log
+
+
+def invoke_event(**fields: Any) -> AuditEvent:
+    """An `invoke` by user:u1 of connection c1 in tenant t1, with `fields` on top."""
+    return AuditEvent("t1", "user:u1", "invoke", 200, **{"connection_id": "c1", **fields})
+
+
+def stored_entities(azurite: Any, log: AuditLog) -> list[Any]:
+    service = TableServiceClient.from_connection_string(azurite.connection_string())
+    return list(service.get_table_client(log.table_name).list_entities())
+
+
+async def test_events_land_in_both_partitions_newest_first(azurite: Any) -> None:
+    log = await new_log(azurite, "au")
     now = datetime.now(UTC)
     for index in range(1200):  # one flush; random details compress badly: several entities
         log.record(
-            AuditEvent(
-                "t1",
-                "user:u1",
-                "invoke",
-                200,
-                connection_id="c1",
+            invoke_event(
                 latency_ms=1.5,
                 detail=f"event {index} {secrets.token_hex(64)}",
                 time=now - timedelta(seconds=1200 - index),
@@ -58,11 +68,7 @@ async def test_events_land_in_both_partitions_newest_first(azurite: Any) -> None
         (e["time"] for e in by_connection), reverse=True
     )
     assert log.written == 2 * 1201
-    entities = list(
-        TableServiceClient.from_connection_string(azurite.connection_string())
-        .get_table_client(log.table_name)
-        .list_entities()
-    )
+    entities = stored_entities(azurite, log)
     assert len(entities) > 2 and all(len(e["EventsGz"]) <= 60_000 for e in entities)
     assert sum(e["Count"] for e in entities) == 2 * 1201
     assert len(await log.query(connection_partition("t1", "c1"), limit=10)) == 10
@@ -72,30 +78,17 @@ async def test_a_busy_second_is_one_insert_per_partition(azurite: Any) -> None:
     """Typical events compress well: a thousand calls in one flush are one entity in
     the connection's partition and one in the caller's (an insert costs the SDK ~3 ms
     of CPU whatever its size, so the number of inserts is what matters)."""
-    log = AuditLog(
-        TableServiceClient.from_connection_string(azurite.connection_string()),
-        "ab" + secrets.token_hex(3),
-    )
-    await log.ensure_table()
+    log = await new_log(azurite, "ab")
     for _ in range(1000):
         log.record(
-            AuditEvent(
-                "t1",
-                "user:u1",
-                "invoke",
-                200,
-                connection_id="c1",
+            invoke_event(
                 connector_id="k1",
                 latency_ms=2.5,
                 correlation_id=secrets.token_hex(16),
             )
         )
     await log.flush()
-    entities = list(
-        TableServiceClient.from_connection_string(azurite.connection_string())
-        .get_table_client(log.table_name)
-        .list_entities()
-    )
+    entities = stored_entities(azurite, log)
     assert sorted(e["PartitionKey"] for e in entities) == [
         connection_partition("t1", "c1"),
         principal_partition("t1", "user:u1"),
@@ -120,11 +113,7 @@ def test_record_is_cheap() -> None:
 
 
 async def test_retention_deletes_only_old_batches(azurite: Any) -> None:
-    log = AuditLog(
-        TableServiceClient.from_connection_string(azurite.connection_string()),
-        "ar" + secrets.token_hex(3),
-    )
-    await log.ensure_table()
+    log = await new_log(azurite, "ar")
     now = datetime.now(UTC)
     log.record(
         AuditEvent(
@@ -153,11 +142,7 @@ async def test_under_steady_load_each_partition_gets_one_write_per_interval(azur
 
     from functions.stores import audit
 
-    log = AuditLog(
-        TableServiceClient.from_connection_string(azurite.connection_string()),
-        "as" + secrets.token_hex(3),
-    )
-    await log.ensure_table()
+    log = await new_log(azurite, "as")
     log.start()
     started = time.monotonic()
     recorded = 0
@@ -167,11 +152,7 @@ async def test_under_steady_load_each_partition_gets_one_write_per_interval(azur
             recorded += 1
         await asyncio.sleep(0.002)
     await log.close()
-    entities = list(
-        TableServiceClient.from_connection_string(azurite.connection_string())
-        .get_table_client(log.table_name)
-        .list_entities()
-    )
+    entities = stored_entities(azurite, log)
     per_partition = {e["PartitionKey"]: 0 for e in entities}
     for entity in entities:
         per_partition[entity["PartitionKey"]] += 1
