@@ -87,7 +87,7 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
     add(f"| memory | {_mem_gib():.1f} GiB |")
     add(f"| OS | {platform.platform()} |")
     add(f"| Python | {platform.python_version()} ({platform.python_implementation()}) |")
-    libs = ", ".join(f"{m} {version(m)}" for m in ("uvicorn", "fastapi", "starlette", "httpx", "httpcore", "h11", "pydantic"))
+    libs = ", ".join(f"{m} {version(m)}" for m in ("uvicorn", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "httpcore", "h11", "pydantic"))
     add(f"| libraries | {libs}; uvicorn runs the asyncio loop with h11 (uvloop/httptools are not installed, as with `make run`) |")
     add(f"| load generator | {'wrk: ' + _tool_version(['wrk', '-v']) if bench.tool == 'wrk' else 'bench/loadgen.py (Python; wrk missing)'}, "
         f"{bench.args.connections} connections, {bench.args.warmup:g} s warm-up (discarded) + {bench.args.duration:g} s measured per scenario |")
