@@ -46,6 +46,20 @@ def _f(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _side_by_side(left: list[tuple[str, float]], right: list[tuple[str, float]], *,
+                  code_left: bool = False, code_right: bool = False) -> list[str]:
+    """Rows of a two-list table `| name | value | | name | value |`; a list that runs out
+    leaves its cells empty. `code_*`: names in backticks."""
+    def cells(items: list[tuple[str, float]], i: int, code: bool) -> str:
+        if i >= len(items):
+            return " | "
+        name, value = items[i]
+        return f"{'`' + name + '`' if code else name} | {_f(value, 1)}"
+
+    return [f"| {cells(left, i, code_left)} | | {cells(right, i, code_right)} |"
+            for i in range(max(len(left), len(right)))]
+
+
 def _met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
@@ -243,10 +257,8 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
         add("")
         add("| package (all) | self ms | | package (not needed by fastapi+httpx) | self ms |")
         add("|---|---:|---|---|---:|")
-        for i in range(max(len(imp.top_self), len(imp.extra_packages))):
-            a = imp.top_self[i] if i < len(imp.top_self) else ("", None)
-            b = imp.extra_packages[i] if i < len(imp.extra_packages) else ("", None)
-            add(f"| {a[0]} | {_f(a[1], 1)} | | {b[0]} | {_f(b[1], 1)} |")
+        for row in _side_by_side(imp.top_self, imp.extra_packages):
+            add(row)
         add("")
         add("Largest imports under `function_app` by cumulative time (its imports and theirs, as `-X importtime` nests them):")
         add("")
@@ -315,17 +327,13 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
         add("")
         add("| self time by area | % | | self time by function (leaf) | % |")
         add("|---|---:|---|---|---:|")
-        for i in range(max(len(prof.self_by_area), len(prof.self_by_function))):
-            a = prof.self_by_area[i] if i < len(prof.self_by_area) else ("", None)
-            b = prof.self_by_function[i] if i < len(prof.self_by_function) else ("", None)
-            add(f"| {a[0]} | {_f(a[1], 1)} | | `{b[0]}` | {_f(b[1], 1)} |" if b[0] else f"| {a[0]} | {_f(a[1], 1)} | | | |")
+        for row in _side_by_side(prof.self_by_area, prof.self_by_function, code_right=True):
+            add(row)
         add("")
         add("| inclusive: gateway code (`functions/`) | % | | inclusive: library functions (server and framework wrappers left out) | % |")
         add("|---|---:|---|---|---:|")
-        for i in range(max(len(prof.inclusive_gateway), len(prof.inclusive_library))):
-            a = prof.inclusive_gateway[i] if i < len(prof.inclusive_gateway) else ("", None)
-            b = prof.inclusive_library[i] if i < len(prof.inclusive_library) else ("", None)
-            add(f"| {'`' + a[0] + '`' if a[0] else ''} | {_f(a[1], 1)} | | {'`' + b[0] + '`' if b[0] else ''} | {_f(b[1], 1)} |")
+        for row in _side_by_side(prof.inclusive_gateway, prof.inclusive_library, code_left=True, code_right=True):
+            add(row)
         add("")
         if prof.import_callers:
             add("Import machinery (`importlib`) on the request path, by the function whose `import` statement runs "
