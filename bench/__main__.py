@@ -209,7 +209,7 @@ class Bench:
             result: dict[str, Any] = response.json()
             return result
 
-        connectors_dir = Path(os.environ.get("CONNECTORS_DIR", "/work/shared/connectors"))
+        connectors_dir = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "connectors"
         self.token = mint_token(self.dev_key, user="bench", lifetime_seconds=4 * 3600)
         self.auth = {"Authorization": f"Bearer {self.token}"}
         ids: dict[str, str] = {}

@@ -44,8 +44,11 @@ def record(pyspy: str, pid: int, seconds: float, out: Path, *, subprocesses: boo
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
 
 
+_REPO = str(Path(__file__).resolve().parents[1])
+
+
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.11/", f"{_REPO}/"):
         if marker in path:
             return path.split(marker, 1)[1]
     return path

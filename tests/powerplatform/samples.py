@@ -1,37 +1,32 @@
 """Where the shared sample connectors are, and what INDEX.md says about each.
 
-The samples live beside the repository (`../shared/connectors`), or wherever
-`CONNECTORS_DIR` points. Tests that need them FAIL when they cannot be found: a missing
-sample set must not turn the suite green by skipping.
+The samples are a copy, inside the repository, of 43 real Power Platform connector
+definitions (MIT, licence in `tests/fixtures/connectors/LICENSE`). Tests that need them
+FAIL when they cannot be found: a missing sample set must not turn the suite green by
+skipping.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 NOT_FOUND = "connectors-dir-not-found"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "connectors"
 
 
 def connectors_dir() -> Path | None:
-    candidates = [Path(__file__).resolve().parents[2].parent / "shared" / "connectors"]
-    if os.environ.get("CONNECTORS_DIR"):
-        candidates.append(Path(os.environ["CONNECTORS_DIR"]))
-    for candidate in candidates:
-        if (candidate / "INDEX.md").is_file():
-            return candidate
-    return None
+    candidate = SAMPLES_DIR
+    return candidate if (candidate / "INDEX.md").is_file() else None
 
 
 def require_connectors_dir() -> Path:
     found = connectors_dir()
     if found is None:
         pytest.fail(
-            "sample connectors not found: expected ../shared/connectors next to the repository "
-            "or CONNECTORS_DIR pointing at a folder with INDEX.md"
+            f"sample connectors not found: expected {SAMPLES_DIR} with INDEX.md"
         )
     return found
 
