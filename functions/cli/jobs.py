@@ -18,8 +18,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _load_local_settings() -> None:
+    """The settings `make run` uses: its stack's storage and paths, then local.settings.json
+    (variables already set in the environment win over both)."""
     from functions.devtools.localsettings import LOCAL, load_into_environment
+    from functions.devtools.stack import apply_stack_environment
 
+    apply_stack_environment()
     if LOCAL.exists():
         load_into_environment()
 
