@@ -7,6 +7,8 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -176,20 +178,30 @@ def stored_access_token(gateway: GatewayUnderTest, connection_id: str) -> str:
     return str(json.loads(secret.value)["oauth"]["access_token"])
 
 
-# The provider's refresh margin is 300 s: a token issued for less is due for refresh at
-# once, so these tests need no sleep to make a token "old".
-DUE_AT_ONCE = 60
+# Tokens issued for 2 s: due for refresh at once under the provider's 300 s margin, and
+# at most 1 s after issue where the margin is scaled down to half the granted lifetime.
+SHORT_TTL = 2
+
+
+def wait_until_due(connection: dict[str, Any]) -> None:
+    """Sleep until at most half of the connection's token lifetime remains (< 1 s)."""
+    expires = datetime.fromisoformat(connection["tokenExpiresAt"])
+    due = expires - timedelta(seconds=SHORT_TTL / 2)
+    delay = (due - datetime.now(UTC)).total_seconds()
+    if delay > 0:
+        time.sleep(delay + 0.05)
 
 
 def test_token_due_for_refresh_is_refreshed_once_on_invoke(
     gateway: GatewayUnderTest, oidc: Any, echo: Any
 ) -> None:
-    oidc.configure(accessTokenTtl=DUE_AT_ONCE)
+    oidc.configure(accessTokenTtl=SHORT_TTL)
     with gateway.client("oauth-refresh") as client:
         connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
         issued = stored_access_token(gateway, connection["id"])
         refreshes = oidc.token_requests("refresh_token")
         oidc.configure(accessTokenTtl=3600)  # the refreshed token is good for an hour
+        wait_until_due(connection)
         first = bearer(client.get(f"/api/connections/{connection['id']}/invoke/a").json())
         assert first != issued
         assert oidc.token_requests("refresh_token") == refreshes + 1
@@ -203,7 +215,7 @@ def test_token_due_for_refresh_is_refreshed_once_on_invoke(
 def test_revoked_grant_needs_reauthorization_and_reauthorize_fixes_it(
     gateway: GatewayUnderTest, oidc: Any, echo: Any, keyvault_double: Any
 ) -> None:
-    oidc.configure(accessTokenTtl=DUE_AT_ONCE)  # the token is due for refresh at once
+    oidc.configure(accessTokenTtl=SHORT_TTL)
     with gateway.client("oauth-revoke") as client:
         connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
         cid = connection["id"]
@@ -215,6 +227,7 @@ def test_revoked_grant_needs_reauthorization_and_reauthorize_fixes_it(
         oidc.revoke(_json.loads(secret.value)["oauth"]["refresh_token"])
         reauth = client.post(f"/api/connections/{cid}/reauthorize").json()
         assert reauth["consentUrl"].startswith(oidc.authorization_url)
+        wait_until_due(connection)
         before = oidc.token_requests("refresh_token")
         problem = assert_problem(
             client.get(f"/api/connections/{cid}/invoke/x"), 401, "connection_needs_reauthorization"
@@ -306,9 +319,9 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
         **settings_env(setup.settings),
     }
     with setup.client("oauth-burst") as client:
-        oidc.configure(accessTokenTtl=DUE_AT_ONCE)  # due for refresh as soon as issued
+        oidc.configure(accessTokenTtl=SHORT_TTL)
         connection = connected(setup, client, oidc, oauth_connector(client, oidc, echo.url))
-        oidc.configure(accessTokenTtl=3600)
+        oidc.configure(accessTokenTtl=3600)  # the refreshed token lasts beyond the burst
     process = subprocess.Popen(
         [
             sys.executable,
@@ -341,6 +354,7 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
             # Warm every worker (health does no OAuth work) so the burst hits all four.
             for _ in range(40):
                 warm.get(f"http://127.0.0.1:{port}/api/health")
+        wait_until_due(connection)
         before = oidc.token_requests("refresh_token")
         oidc.configure(tokenDelayMs=300)  # widen the race window
         with concurrent.futures.ThreadPoolExecutor(50) as pool:

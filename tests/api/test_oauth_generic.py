@@ -18,6 +18,7 @@ import httpx
 
 from tests.api.helpers import assert_problem
 from tests.api.storage_scan import all_table_text
+from tests.api.test_oauth_connections import SHORT_TTL, wait_until_due
 from tests.conftest import GatewayUnderTest
 from tests.doubles.echo import header_values
 from tests.fixtures.oidc import CLIENT_ID, CLIENT_SECRET, GATEWAY_REDIRECT_URI
@@ -124,8 +125,7 @@ def bearer(report: dict[str, Any]) -> str:
 def test_oauth2generic_consent_invoke_and_templated_refresh(
     gateway: GatewayUnderTest, oidc: Any, echo: Any, keyvault_double: Any
 ) -> None:
-    # Issued for less than the 300 s refresh margin: due for refresh at once, no sleep.
-    oidc.configure(accessTokenTtl=60)
+    oidc.configure(accessTokenTtl=SHORT_TTL)
     with gateway.client("oauth-generic") as client:
         connector = import_generic(client, echo)
         created = client.post(
@@ -170,9 +170,10 @@ def test_oauth2generic_consent_invoke_and_templated_refresh(
         assert any(first in value for value in keyvault_double.raw_values())
         assert first not in all_table_text(gateway.settings)
 
-        # The token is due: the invocation refreshes through the refresh body template.
+        # Once due, the invocation refreshes through the refresh body template.
         refreshes = oidc.token_requests("refresh_token", 200)
         oidc.configure(accessTokenTtl=3600)
+        wait_until_due(client.get(f"/api/connections/{cid}").json())
         second = bearer(client.get(f"/api/connections/{cid}/invoke/me").json())
         assert second != first
         assert oidc.token_requests("refresh_token", 200) == refreshes + 1
@@ -228,7 +229,7 @@ def test_oauth2generic_secret_connection_parameter_in_body_templates(
 ) -> None:
     """BiG EVAL's shape: the client secret is a securestring connection parameter named in
     the token and refresh body templates ({IdpClientSecret})."""
-    oidc.configure(accessTokenTtl=60)  # within the 300 s refresh margin: due at once
+    oidc.configure(accessTokenTtl=SHORT_TTL)
     try:
         with gateway.client("oauth-generic-secret") as client:
             connector = import_generic(client, echo, body_secret="{IdpClientSecret}")
@@ -248,6 +249,7 @@ def test_oauth2generic_secret_connection_parameter_in_body_templates(
                 assert 'data-outcome="connected"' in page.text
             cid = created.json()["id"]
             assert oidc.token_requests("refresh_token") == 0
+            wait_until_due(client.get(f"/api/connections/{cid}").json())
             first = bearer(client.get(f"/api/connections/{cid}/invoke/me").json())
             # The consent's token was due: refreshed with {IdpClientSecret} in the body.
             assert oidc.token_requests("refresh_token", 200) == 1
