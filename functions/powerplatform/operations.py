@@ -59,6 +59,11 @@ SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 _VARIABLE = re.compile(r"{([^{}]+)}")
 _COLLECTION_SEPARATORS = {"csv": ",", "ssv": " ", "tsv": "\t", "pipes": "|"}
 _MAX_ERRORS = 50
+# A header value: visible ASCII, space and tab (RFC 9110 field-vchar, ASCII only).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_UNSENDABLE = (
+    "is not a valid HTTP header name (the definition's fault); the gateway never sends it"
+)
 _MAX_SCHEMA_DEPTH = 64
 
 
@@ -118,12 +123,17 @@ def prepare_operation(
     query: list[tuple[str, str]] = []
     headers: list[tuple[str, str]] = []
     form: list[tuple[OperationParameter, Any]] = []
+    unsendable: list[dict[str, str]] = []
     for parameter in operation.parameters:
         if parameter.location == "body":
             continue
         value = given.get(parameter.name)
         if value is None and parameter.sends_default:
             value = parameter.default
+        if parameter.unsendable:
+            if value is not None or parameter.required:
+                unsendable.append(_error(parameter.name, _UNSENDABLE))
+            continue
         if value is None:
             if parameter.required:
                 errors.append(_error(parameter.name, "required"))
@@ -146,8 +156,12 @@ def prepare_operation(
                 query.append((parameter.name, _joined(parameter, checked)))
         elif parameter.location == "header":
             text = _joined(parameter, checked)
-            if any(ch in text for ch in "\r\n\0"):
-                errors.append(_error(parameter.name, "must not contain line breaks"))
+            if not _HEADER_VALUE.fullmatch(text):
+                # Power Platform (.NET) refuses non-ASCII header values too; line breaks
+                # would start another header.
+                errors.append(
+                    _error(parameter.name, "must be ASCII text without line breaks (a header)")
+                )
                 continue
             headers.append((parameter.name, text))
         else:
@@ -170,6 +184,14 @@ def prepare_operation(
     if form and not errors:
         content, content_type = _serialize_form(operation, form)
 
+    if unsendable:
+        raise ValidationFailedError(
+            f"{operation_id} cannot be called with "
+            + ", ".join(e["field"] for e in unsendable)
+            + ": the definition names headers that are not valid HTTP header names",
+            errors=unsendable,
+            code="invalid_header_name",
+        )
     if errors:
         raise ValidationFailedError(
             f"invalid parameters for {operation_id}: "
