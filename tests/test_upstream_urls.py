@@ -14,7 +14,7 @@ from functions.upstream.urls import build_upstream_url
     [
         ("https://api.example.com", "/v1/items", [], "https://api.example.com/v1/items"),
         ("https://api.example.com/base/", "/x", [("a", "1")], "https://api.example.com/base/x?a=1"),
-        ("http://127.0.0.1:8080/api", "", [("q", "a b&c")], "http://127.0.0.1:8080/api?q=a+b%26c"),
+        ("http://127.0.0.1:8080/api", "", [("q", "a b&c")], "http://127.0.0.1:8080/api?q=a%20b%26c"),
         ("http://[::1]:9000", "/%2e%2e", [], "http://[::1]:9000/%2e%2e"),
         (
             "https://api.example.com",

@@ -30,6 +30,7 @@ from functions.powerplatform.loading import (
 from functions.powerplatform.model import AuthOption, ConnectorDefinition, PolicyTemplateInstance
 from functions.powerplatform.swagger import base_url, check_structure, parse_operations
 from functions.powerplatform.templates import parse_policy_instances
+from functions.upstream.urls import encode_component
 
 NOT_SUPPORTED = "answer 501 policy_not_supported"
 
@@ -124,7 +125,13 @@ def inspect_dict(definition: ConnectorDefinition, *, source: str | None = None) 
         "baseUrl": definition.base_url,
         "authOptions": [_auth_option_dict(option) for option in definition.auth_options],
         "operations": [
-            {"operationId": op.operation_id, "method": op.method, "path": op.path}
+            {
+                "operationId": op.operation_id,
+                # How to write it in `/operations/{operationId}`: ids may contain `/`.
+                "encodedOperationId": encode_component(op.operation_id),
+                "method": op.method,
+                "path": op.path,
+            }
             for op in definition.operations.values()
         ],
         "policies": [

@@ -128,6 +128,9 @@ class OperationParameter:
     schema: Mapping[str, Any] | None = None
     url_encoding: str = "single"
     visibility: str | None = None
+    # A header parameter whose name is not an HTTP token (`Account Id`, `content-type:`):
+    # never sent, since it would corrupt the request's header section.
+    unsendable: bool = False
 
     @property
     def sends_default(self) -> bool:

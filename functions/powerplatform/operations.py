@@ -39,10 +39,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from functions.errors import ValidationFailedError
-from functions.powerplatform.coerce import as_bool, as_int, as_number
+from functions.powerplatform.coerce import as_bool, as_int, as_number, enum_allows
 from functions.powerplatform.expressions import to_text
 from functions.powerplatform.model import (
     NO_DEFAULT,
@@ -52,13 +52,18 @@ from functions.powerplatform.model import (
 )
 from functions.powerplatform.swagger import resolve_ref
 from functions.upstream.request import OutgoingRequest
+from functions.upstream.urls import encode_component, requote
 
 # RFC 3986 pchar minus "/": kept literally inside one path segment.
 SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 _VARIABLE = re.compile(r"{([^{}]+)}")
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _COLLECTION_SEPARATORS = {"csv": ",", "ssv": " ", "tsv": "\t", "pipes": "|"}
 _MAX_ERRORS = 50
+# A header value: visible ASCII, space and tab (RFC 9110 field-vchar, ASCII only).
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_UNSENDABLE = (
+    "is not a valid HTTP header name (the definition's fault); the gateway never sends it"
+)
 _MAX_SCHEMA_DEPTH = 64
 
 
@@ -118,12 +123,17 @@ def prepare_operation(
     query: list[tuple[str, str]] = []
     headers: list[tuple[str, str]] = []
     form: list[tuple[OperationParameter, Any]] = []
+    unsendable: list[dict[str, str]] = []
     for parameter in operation.parameters:
         if parameter.location == "body":
             continue
         value = given.get(parameter.name)
         if value is None and parameter.sends_default:
             value = parameter.default
+        if parameter.unsendable:
+            if value is not None or parameter.required:
+                unsendable.append(_error(parameter.name, _UNSENDABLE))
+            continue
         if value is None:
             if parameter.required:
                 errors.append(_error(parameter.name, "required"))
@@ -146,8 +156,12 @@ def prepare_operation(
                 query.append((parameter.name, _joined(parameter, checked)))
         elif parameter.location == "header":
             text = _joined(parameter, checked)
-            if any(ch in text for ch in "\r\n\0"):
-                errors.append(_error(parameter.name, "must not contain line breaks"))
+            if not _HEADER_VALUE.fullmatch(text):
+                # Power Platform (.NET) refuses non-ASCII header values too; line breaks
+                # would start another header.
+                errors.append(
+                    _error(parameter.name, "must be ASCII text without line breaks (a header)")
+                )
                 continue
             headers.append((parameter.name, text))
         else:
@@ -170,6 +184,14 @@ def prepare_operation(
     if form and not errors:
         content, content_type = _serialize_form(operation, form)
 
+    if unsendable:
+        raise ValidationFailedError(
+            f"{operation_id} cannot be called with "
+            + ", ".join(e["field"] for e in unsendable)
+            + ": the definition names headers that are not valid HTTP header names",
+            errors=unsendable,
+            code="invalid_header_name",
+        )
     if errors:
         raise ValidationFailedError(
             f"invalid parameters for {operation_id}: "
@@ -195,21 +217,16 @@ def prepare_operation(
 
 
 def encode_path_value(value: str, encoding: str = "single") -> str:
-    """Percent-encode one path segment value (twice for x-ms-url-encoding: double)."""
-    once = quote(value, safe=SEGMENT_SAFE)
-    return quote(once, safe=SEGMENT_SAFE) if encoding == "double" else once
+    """Percent-encode one path segment value as encodeURIComponent does (twice for
+    x-ms-url-encoding: double). Sub-delimiters are escaped too: a literal `;` starts
+    path parameters (RFC 3986 3.3) and Tomcat/Spring would cut the value there."""
+    once = encode_component(value)
+    return encode_component(once) if encoding == "double" else once
 
 
 def encode_literal_path(text: str) -> str:
     """Encode literal path text, keeping `/` and existing %XX escapes."""
-    pieces = []
-    position = 0
-    for match in _ESCAPE.finditer(text):
-        pieces.append(quote(text[position : match.start()], safe=SEGMENT_SAFE + "/"))
-        pieces.append(match.group().upper())
-        position = match.end()
-    pieces.append(quote(text[position:], safe=SEGMENT_SAFE + "/"))
-    return "".join(pieces)
+    return requote(text, SEGMENT_SAFE + "/")
 
 
 def render_path(
@@ -270,26 +287,36 @@ def _check_parameter(parameter: OperationParameter, value: Any) -> tuple[Any, st
 
 
 def _check_scalar(kind: str | None, enum: list[Any] | None, value: Any) -> tuple[Any, str | None]:
-    checked: Any = value
-    if kind == "integer":
-        checked = as_int(value)
-        if checked is None:
-            return None, "must be an integer"
-    elif kind == "number":
-        checked = as_number(value)
-        if checked is None:
-            return None, "must be a number"
-    elif kind == "boolean":
-        checked = as_bool(value)
-        if checked is None:
-            return None, "must be true or false"
-    elif isinstance(value, dict | list):
+    if isinstance(value, dict | list):
         return None, "must be a single value"
-    elif kind == "string" and not isinstance(value, str):
-        checked = to_text(value)
-    if enum is not None and not _in_enum(checked, enum):
-        return None, f"must be one of: {', '.join(to_text(e) for e in enum)}"
-    return checked, None
+    checked, problem = _typed_scalar(kind, value)
+    if enum is None:
+        return checked, problem
+    coerce: Any = (lambda option: _typed_scalar(kind, option)[0]) if kind else None
+    if coerce is not None and enum_allows(coerce, value, checked, enum, to_text):
+        # The enum's reading of a contradictory definition sends the member as written.
+        return (checked if checked is not None else to_text(value)), None
+    if coerce is None and _in_enum(value, enum):
+        return value, None
+    return None, problem or f"must be one of: {', '.join(to_text(e) for e in enum)}"
+
+
+def _typed_scalar(kind: str | None, value: Any) -> tuple[Any, str | None]:
+    """`value` as the declared scalar type (lenient in spelling), or a problem."""
+    if kind == "integer":
+        number = as_int(value)
+        return (number, None) if number is not None else (None, "must be an integer")
+    if kind == "number":
+        real = as_number(value)
+        return (real, None) if real is not None else (None, "must be a number")
+    if kind == "boolean":
+        flag = as_bool(value)
+        return (flag, None) if flag is not None else (None, "must be true or false")
+    if isinstance(value, dict | list):
+        return None, "must be a single value"
+    if kind == "string" and not isinstance(value, str):
+        return to_text(value), None
+    return value, None
 
 
 def _in_enum(value: Any, enum: list[Any]) -> bool:
@@ -357,14 +384,20 @@ def _check_schema(
                 )
         return value
     problem = _json_type_problem(kind, value)
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum and not isinstance(value, dict | list):
+        # JSON values are strict in type, but a definition whose enum contradicts its
+        # type (boolean with ["false", "true"]) allows what either reading allows.
+        def fits(option: Any) -> Any:
+            return option if _json_type_problem(kind, option) is None else None
+
+        checked = value if problem is None else None
+        if not enum_allows(fits, value, checked, enum, to_text):
+            message = problem or f"must be one of: {', '.join(to_text(e) for e in enum)}"
+            errors.append({"field": where, "message": message})
+        return value
     if problem is not None:
         errors.append({"field": where, "message": problem})
-        return value
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum and value not in enum:
-        errors.append(
-            {"field": where, "message": f"must be one of: {', '.join(to_text(e) for e in enum)}"}
-        )
     return value
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from functions.errors import ValidationFailedError
-from functions.powerplatform.coerce import as_bool, as_int
+from functions.powerplatform.coerce import as_bool, as_int, enum_allows
 from functions.powerplatform.model import ConnectionParameter, ConnectorDefinition
 
 SECRET_VALUE_TYPES = frozenset({"securestring", "clientCertificate"})
@@ -101,24 +101,29 @@ def _declared_parameters(
 
 def _check_value(parameter: ConnectionParameter, value: Any) -> tuple[Any, str | None]:
     kind = parameter.type
-    checked: Any
-    if kind == "int":
-        checked = as_int(value)
-        if checked is None:
-            return None, "must be an integer"
-    elif kind == "bool":
-        checked = as_bool(value)
-        if checked is None:
-            return None, "must be true or false"
-    elif isinstance(value, str):
-        checked = value
-    else:
-        return None, "must be a string"
+    coerce = _COERCE.get(kind, _as_string)
+    checked = coerce(value)
+    problem = None if checked is not None else _PROBLEM.get(kind, "must be a string")
     if parameter.allowed_values:
-        text = str(checked).lower() if isinstance(checked, bool) else str(checked)
-        if text not in parameter.allowed_values:
-            return None, f"must be one of: {', '.join(parameter.allowed_values)}"
-    return checked, None
+        # Lenient where the definition contradicts itself (a bool whose allowed
+        # values are "yes"/"no"): either reading's values are accepted.
+        if not enum_allows(coerce, value, checked, parameter.allowed_values, _text):
+            return None, problem or f"must be one of: {', '.join(parameter.allowed_values)}"
+        if checked is None:
+            return str(value), None
+    return checked, problem
+
+
+def _as_string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+_COERCE: dict[str, Any] = {"int": as_int, "bool": as_bool}
+_PROBLEM = {"int": "must be an integer", "bool": "must be true or false"}
 
 
 def _error(name: str, message: str) -> dict[str, str]:

@@ -25,6 +25,8 @@ from functions.powerplatform.model import HTTP_METHODS, NO_DEFAULT, Operation, O
 
 _LOCATIONS = ("path", "query", "header", "body", "formData")
 _TEMPLATE_VARIABLE = re.compile(r"{([^{}]+)}")
+# An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def check_structure(api_definition: Mapping[str, Any]) -> None:
@@ -206,6 +208,12 @@ def _parameter(raw: Any, where: str, warnings: list[str]) -> OperationParameter 
     visibility = raw.get("x-ms-visibility")
     param_type = raw.get("type")
     param_format = raw.get("format")
+    unsendable = location == "header" and not _TOKEN.fullmatch(name)
+    if unsendable:
+        warnings.append(
+            f"{where}: header parameter {name!r} is not a valid HTTP header name; it is "
+            "never sent, and calls that would send it are refused"
+        )
     return OperationParameter(
         name=name,
         location=location,
@@ -219,6 +227,7 @@ def _parameter(raw: Any, where: str, warnings: list[str]) -> OperationParameter 
         schema=schema if isinstance(schema, dict) else None,
         url_encoding="double" if encoding == "double" else "single",
         visibility=visibility.lower() if isinstance(visibility, str) else None,
+        unsendable=unsendable,
     )
 
 

@@ -20,14 +20,20 @@ Both clients refuse to store cookies (httpx's jar and aiohttp's).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
+import warnings
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Literal, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import httpx
 
 from functions.upstream.resolve import ResolvingTransport, parse_overrides
+
+if TYPE_CHECKING:
+    import aiohttp
+    from yarl import URL
 
 # One pool for all upstream calls: how many sockets at once, how many kept idle.
 LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -93,12 +99,43 @@ def data_plane_client(
             keepalive_timeout=LIMITS.keepalive_expiry or 5.0,
             ssl=tls,
         )
-        return aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        return _encoded_url_session_class()(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            # aiohttp adds `Content-Type: application/octet-stream` to every POST/PUT/
+            # PATCH, body or not (ASP.NET back-ends answer 415); the gateway sets the
+            # Content-Type itself whenever it sends a body.
+            skip_auto_headers=("Content-Type",),
         )
 
     inner = AiohttpTransport(verify=tls, limits=LIMITS, trust_env=False, client=session)
     return _client(_AiohttpErrors(inner), timeout, resolve)
+
+
+@functools.cache
+def _encoded_url_session_class() -> type[aiohttp.ClientSession]:
+    """An aiohttp session that takes the URL it is given as already encoded.
+
+    httpx-aiohttp hands aiohttp `str(request.url)`, and aiohttp parses it with
+    `yarl.URL(text)`, which re-normalises percent-escapes: `%3B`, `%2C`, `%3D`, `%2B`
+    become literals again (a literal `;` cuts a Tomcat path value). The gateway builds
+    every URL fully encoded (`upstream/urls.py`), so it is parsed with `encoded=True`
+    and goes out byte for byte.
+    """
+    import aiohttp
+    import yarl
+
+    with warnings.catch_warnings():  # aiohttp discourages subclassing; one method only
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class EncodedURLSession(aiohttp.ClientSession):
+            def _build_url(self, str_or_url: str | URL) -> URL:
+                if isinstance(str_or_url, str):
+                    str_or_url = yarl.URL(str_or_url, encoded=True)
+                return super()._build_url(str_or_url)
+
+    return EncodedURLSession
 
 
 def _client(

@@ -7,10 +7,12 @@ built per call from the connection's secret parameters (held in memory only).
 from __future__ import annotations
 
 from collections.abc import Generator
+from urllib.parse import unquote
 
 import httpx
 
 from functions.domain.models import AuthScheme
+from functions.upstream.urls import encode_query
 
 
 class NoAuth(httpx.Auth):
@@ -30,11 +32,16 @@ class ApiKeyAuth(httpx.Auth):
         if self.location == "header":
             request.headers[self.name] = self.value
         else:
-            params: list[tuple[str, str | int | float | bool | None]] = [
-                (k, v) for k, v in request.url.params.multi_items() if k != self.name
+            # The query is edited as encoded text: re-encoding it through
+            # httpx.QueryParams would turn every `%20` into `+` and change other
+            # escapes the gateway built on purpose (upstream/urls.py).
+            kept = [
+                pair
+                for pair in request.url.query.decode("ascii").split("&")
+                if pair and unquote(pair.split("=", 1)[0]) != self.name
             ]
-            params.append((self.name, self.value))
-            request.url = request.url.copy_with(params=httpx.QueryParams(params))
+            kept.append(encode_query([(self.name, self.value)]))
+            request.url = request.url.copy_with(query="&".join(kept).encode("ascii"))
         yield request
 
 

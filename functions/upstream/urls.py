@@ -12,6 +12,7 @@ caller meant.
 from __future__ import annotations
 
 import functools
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -21,6 +22,34 @@ from functions.errors import BadRequestError
 # Characters kept literally in a path segment (RFC 3986 pchar minus "/" ), so a
 # re-encoded segment looks as the caller sent it.
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+# What JavaScript's encodeURIComponent leaves alone besides letters, digits and `-_.~`:
+# how Power Platform encodes path and query values.
+COMPONENT_SAFE = "!'()*"
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def encode_component(text: str) -> str:
+    """Percent-encode a value as encodeURIComponent does (UTF-8; space as %20, never
+    `+`; every reserved character, `;,=+&/?#%` included, escaped)."""
+    return quote(text, safe=COMPONENT_SAFE)
+
+
+def requote(text: str, safe: str) -> str:
+    """Encode what must be encoded in `text`, keeping its valid `%XX` escapes as they
+    are (upper-cased): the sender chose them, and decoding one may change its meaning."""
+    pieces = []
+    position = 0
+    for match in _ESCAPE.finditer(text):
+        pieces.append(quote(text[position : match.start()], safe=safe))
+        pieces.append(match.group().upper())
+        position = match.end()
+    pieces.append(quote(text[position:], safe=safe))
+    return "".join(pieces)
+
+
+def encode_query(pairs: list[tuple[str, str]]) -> str:
+    """`name=value&...`, each part encoded with `encode_component`."""
+    return "&".join(f"{encode_component(name)}={encode_component(value)}" for name, value in pairs)
 
 
 def validate_base_url(value: str, *, field: str = "baseUrl") -> str:
@@ -89,7 +118,9 @@ def encode_relative_path(raw_path: str) -> str:
             raise _invalid("encoded slashes and backslashes are not allowed in the path")
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
             raise _invalid("control characters are not allowed in the path")
-        encoded.append(quote(decoded, safe=_SEGMENT_SAFE))
+        # The caller's own escapes are kept: `%3B` stays `%3B` (a literal `;` would
+        # start path parameters upstream).
+        encoded.append(requote(segment, _SEGMENT_SAFE))
     return "/" + "/".join(encoded)
 
 
@@ -106,8 +137,7 @@ def build_upstream_url(base_url: str, path: str, query: list[tuple[str, str]]) -
     if not full_path.startswith("/"):
         full_path = "/" + full_path
     if query:
-        pairs: list[tuple[str, str | int | float | bool | None]] = list(query)
-        full_path += "?" + str(httpx.QueryParams(pairs))
+        full_path += "?" + encode_query(query)
     # One parse of the whole URL (cheaper than copy_with); the origin comes from the
     # validated base alone and the path is percent-encoded, so nothing in it can be
     # read as an authority or a fragment.

@@ -117,6 +117,7 @@ def test_missing_and_duplicate_operation_ids_are_made_unique() -> None:
     summary = inspect_dict(definition, source="x")
     assert summary["operations"][0] == {
         "operationId": "get_items_id",
+        "encodedOperationId": "get_items_id",
         "method": "GET",
         "path": "/items/{id}",
     }

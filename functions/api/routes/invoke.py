@@ -74,8 +74,11 @@ async def invoke_operation(request: Request) -> Response:
 FAST_ROUTES = [
     Route("/api/connections/{connection_id}/invoke", invoke, methods=METHODS),
     Route("/api/connections/{connection_id}/invoke/{path:path}", invoke, methods=METHODS),
+    # `:path`, because operationIds may contain `/` (published definitions have them):
+    # the caller percent-encodes it (`a%2Fb`, the `encodedOperationId` of listings),
+    # and the path is decoded before routes match, so a plain segment would not match.
     Route(
-        "/api/connections/{connection_id}/operations/{operation_id}",
+        "/api/connections/{connection_id}/operations/{operation_id:path}",
         invoke_operation,
         methods=["POST"],
     ),
@@ -99,11 +102,13 @@ for _method in METHODS:  # one entry per method, each with its own operationId
     )
 
 
-@router.post("/{connection_id}/operations/{operation_id}", response_class=Response)
+@router.post("/{connection_id}/operations/{operation_id:path}", response_class=Response)
 async def invoke_operation_documented(
     connection_id: str, operation_id: str, call: OperationCall, request: Request
 ) -> Response:
-    """Call an imported connector's operation by operationId."""
+    """Call an imported connector's operation by operationId, percent-encoded as one
+    path segment (an id with `/` is sent as `%2F`: use `encodedOperationId` from the
+    connector's operation list)."""
     return await invoke_operation(request)
 
 
