@@ -11,6 +11,7 @@ from collections.abc import Generator
 import httpx
 
 from functions.domain.models import AuthScheme
+from functions.upstream.headers import is_framing_header
 
 
 class NoAuth(httpx.Auth):
@@ -28,7 +29,9 @@ class ApiKeyAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.location == "header":
-            request.headers[self.name] = self.value
+            # A framing header never carries a credential: it would desynchronise the request.
+            if not is_framing_header(self.name):
+                request.headers[self.name] = self.value
         else:
             params: list[tuple[str, str | int | float | bool | None]] = [
                 (k, v) for k, v in request.url.params.multi_items() if k != self.name
