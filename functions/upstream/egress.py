@@ -33,7 +33,7 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,6 +108,12 @@ class EgressPolicy:
     own_names: set[tuple[str, int]] = field(default_factory=set)
     own_addresses: set[tuple[Address, int]] = field(default_factory=set)
     own_ports: set[int] = field(default_factory=set)
+    _seen_servers: set[tuple[str, Any]] = field(default_factory=set, repr=False)
+    # Addresses names allowed by `host:port` resolved to (few: admins list few hosts).
+    _vouched: set[tuple[Address, int]] = field(default_factory=set, repr=False)
+    # Name lookups (tests replace it: a name that "resolves" to any address, with no
+    # packet sent); None is the system resolver.
+    lookup: Callable[[str, int], list[str]] | None = None
 
     @classmethod
     def from_settings(
@@ -140,9 +146,14 @@ class EgressPolicy:
         return policy
 
     def note_own_address(self, server: Any) -> None:
-        """Remember an address the gateway serves on (ASGI `scope["server"]`)."""
+        """Remember an address the gateway serves on (ASGI `scope["server"]`; called
+        for every request, so the known case is a set lookup)."""
         if not isinstance(server, tuple | list) or len(server) != 2:
             return
+        key_seen = (str(server[0]), server[1])
+        if key_seen in self._seen_servers:
+            return
+        self._seen_servers.add(key_seen)
         host, port = server
         if not isinstance(port, int):
             return
@@ -165,7 +176,11 @@ class EgressPolicy:
             port in self.own_ports and (address.is_loopback or address.is_unspecified)
         ):
             return "the gateway itself"
-        if (host, port) in self.allow_pairs or (str(address), port) in self.allow_pairs:
+        if (host, port) in self.allow_pairs:
+            # Remembered so the socket check, which sees only the address, agrees.
+            self._vouched.add((address, port))
+            return None
+        if (str(address), port) in self.allow_pairs or (address, port) in self._vouched:
             return None
         for network in self.allow_networks:
             if address.version == network.version and address in network:
@@ -263,9 +278,12 @@ class EgressPolicy:
         self.check_name(host, port)
         if self.check_literal(host, port):
             return [host.strip("[]")]
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = [str(info[4][0]) for info in infos]
+        if self.lookup is not None:
+            addresses = self.lookup(host, port)
+        else:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = [str(info[4][0]) for info in infos]
         self.check_resolved(host, port, addresses)
         return addresses
 
@@ -273,8 +291,11 @@ class EgressPolicy:
         self.check_name(host, port)
         if self.check_literal(host, port):
             return [host.strip("[]")]
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = [str(info[4][0]) for info in infos]
+        if self.lookup is not None:
+            addresses = self.lookup(host, port)
+        else:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = [str(info[4][0]) for info in infos]
         self.check_resolved(host, port, addresses)
         return addresses
 

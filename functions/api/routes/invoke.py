@@ -38,7 +38,6 @@ async def invoke(request: Request) -> Response:
     """`ANY /api/connections/{connection_id}/invoke/{path}`"""
     connection_id: str = request.path_params["connection_id"]
     gateway = request.app.state.gateway
-    gateway.egress.note_own_address(request.scope.get("server"))
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     gateway.invocations.refuse_looped(headers)
     caller = await get_caller(request, gateway)
@@ -58,7 +57,6 @@ async def invoke_operation(request: Request) -> Response:
     """`POST /api/connections/{connection_id}/operations/{operation_id}`:
     {"parameters": {...}, "body": ...}."""
     gateway = request.app.state.gateway
-    gateway.egress.note_own_address(request.scope.get("server"))
     gateway.invocations.refuse_looped(
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     )
