@@ -12,6 +12,7 @@ the upstream host, never the credential.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -335,26 +336,45 @@ class InvocationService:
 
     async def _read_capped(self, resolved: ResolvedConnection, response: httpx.Response) -> bytes:
         """The whole decoded body, refused past `max_response_bytes` as it is decoded
-        (a small compressed answer can decode to gigabytes)."""
+        (a small compressed answer can decode to gigabytes): gzip and deflate are
+        decoded here with a bounded output per step; other encodings by httpx."""
+        limit = self._max_response_bytes
         if response.is_stream_consumed:  # buffered already (on-premises relay)
-            content = response.content
-            chunks = [content]
-            total = len(content)
-        else:
-            chunks, total = [], 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > self._max_response_bytes:
-                    break
-                chunks.append(chunk)
-        if total > self._max_response_bytes:
-            host = response.request.url.host
-            raise UpstreamResponseTooLargeError(
-                f"connection {resolved.connection.id}: the answer of upstream {host} is larger "
-                f"than {self._max_response_bytes} bytes decoded, the most the gateway reads "
-                "whole to run response policies",
-                extra={"upstreamHost": host, "limit": self._max_response_bytes},
-            )
+            body = response.content
+            if len(body) > limit:
+                raise _too_large(resolved, response, limit)
+            return body
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        chunks: list[bytes] = []
+        total = 0
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            # wbits 47: gzip or zlib container, detected; raw deflate is retried below.
+            decoder, decoder_is_raw = zlib.decompressobj(47), False
+            async for raw in response.aiter_raw():
+                data = raw
+                while data:
+                    try:
+                        out = decoder.decompress(data, limit + 1 - total)
+                    except zlib.error:
+                        if total or encoding != "deflate" or decoder_is_raw:
+                            raise UpstreamError(
+                                f"connection {resolved.connection.id}: the upstream's "
+                                f"{encoding} body does not decode",
+                                code="upstream_unreachable",
+                            ) from None
+                        decoder, decoder_is_raw = zlib.decompressobj(-zlib.MAX_WBITS), True
+                        continue
+                    total += len(out)
+                    if total > limit:
+                        raise _too_large(resolved, response, limit)
+                    chunks.append(out)
+                    data = decoder.unconsumed_tail
+            return b"".join(chunks)
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(resolved, response, limit)
+            chunks.append(chunk)
         return b"".join(chunks)
 
     async def send(
@@ -449,6 +469,17 @@ class InvocationService:
                 f"({what})",
                 extra=detail,
             ) from exc
+
+
+def _too_large(
+    resolved: ResolvedConnection, response: httpx.Response, limit: int
+) -> UpstreamResponseTooLargeError:
+    host = response.request.url.host
+    return UpstreamResponseTooLargeError(
+        f"connection {resolved.connection.id}: the answer of upstream {host} is larger than "
+        f"{limit} bytes decoded, the most the gateway reads whole (to run response policies)",
+        extra={"upstreamHost": host, "limit": limit},
+    )
 
 
 def _utf8_values(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

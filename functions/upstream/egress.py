@@ -365,8 +365,7 @@ def canonical_host(raw: str, *, field: str = "baseUrl") -> str:
 
     if not raw.isascii():
         raise fail(
-            "has non-ASCII characters; write an internationalised name in its "
-            "xn-- (punycode) form"
+            "has non-ASCII characters; write an internationalised name in its xn-- (punycode) form"
         )
     host = raw.lower()
     if ":" in host:

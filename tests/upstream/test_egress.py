@@ -37,12 +37,34 @@ from tests.upstream.helpers import connect, dynamic_host, import_connector
 from tests.upstream.rawserver import RawServer
 
 DENIED = [
-    "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.5.4", "192.168.1.1", "100.64.0.1",
-    "169.254.169.254", "169.254.1.1", "168.63.129.16", "0.0.0.0", "224.0.0.1",
-    "255.255.255.255", "240.0.0.1", "198.18.0.1", "192.0.2.1", "::", "::1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::a00:1",
-    "2002:7f00:1::1", "2001:0:4136:e378::1", "fe80::1", "fc00::1", "fd00:ec2::254",
-    "ff02::1", "2001:db8::1",
+    "127.0.0.1",
+    "127.255.255.254",
+    "10.0.0.1",
+    "172.16.5.4",
+    "192.168.1.1",
+    "100.64.0.1",
+    "169.254.169.254",
+    "169.254.1.1",
+    "168.63.129.16",
+    "0.0.0.0",
+    "224.0.0.1",
+    "255.255.255.255",
+    "240.0.0.1",
+    "198.18.0.1",
+    "192.0.2.1",
+    "::",
+    "::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::127.0.0.1",
+    "64:ff9b::a00:1",
+    "2002:7f00:1::1",
+    "2001:0:4136:e378::1",
+    "fe80::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "ff02::1",
+    "2001:db8::1",
 ]
 ALLOWED = ["93.184.215.14", "20.190.160.1", "2606:4700:4700::1111", "2a01:111:f100::1"]
 
@@ -76,9 +98,9 @@ def test_allow_rules_cidrs_pairs_and_loopback() -> None:
     assert policy.denial("api.internal", ipaddress.ip_address("10.9.9.9"), 443) is not None
     assert policy.denial("y", ipaddress.ip_address("fd12::1"), 443) is None
     assert policy.denial("y", ipaddress.ip_address("127.0.0.1"), 80) is not None
-    assert EgressPolicy(allow_loopback=True).denial(
-        "y", ipaddress.ip_address("127.0.0.1"), 80
-    ) is None
+    assert (
+        EgressPolicy(allow_loopback=True).denial("y", ipaddress.ip_address("127.0.0.1"), 80) is None
+    )
     # Loopback allowance covers loopback only, not its mapped forms or private space.
     loopback_only = EgressPolicy(allow_loopback=True)
     for text in ("::ffff:127.0.0.1", "10.0.0.1", "169.254.169.254"):
@@ -113,8 +135,18 @@ def test_loopback_allowance_is_refused_in_production(make_settings: Callable[...
 
 
 @pytest.mark.parametrize(
-    "raw", ["0177.0.0.1", "0x7f000001", "2130706433", "127.1", "0x7f.1", "１２７.0.0.1",
-            "bücher.example", "exa mple.com", "[::1%eth0]".strip("[]")]
+    "raw",
+    [
+        "0177.0.0.1",
+        "0x7f000001",
+        "2130706433",
+        "127.1",
+        "0x7f.1",
+        "１２７.0.0.1",
+        "bücher.example",
+        "exa mple.com",
+        "[::1%eth0]".strip("[]"),
+    ],
 )
 def test_ambiguous_host_forms_are_refused(raw: str) -> None:
     with pytest.raises(ValidationFailedError) as refused:
@@ -124,9 +156,13 @@ def test_ambiguous_host_forms_are_refused(raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "canonical"),
-    [("LOCALHOST", "localhost"), ("API.Example.COM.", "api.example.com"),
-     ("::FFFF:127.0.0.1", "::ffff:7f00:1"), ("127.0.0.1", "127.0.0.1"),
-     ("xn--bcher-kva.example", "xn--bcher-kva.example")],
+    [
+        ("LOCALHOST", "localhost"),
+        ("API.Example.COM.", "api.example.com"),
+        ("::FFFF:127.0.0.1", "::ffff:7f00:1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+    ],
 )
 def test_hosts_are_canonicalised(raw: str, canonical: str) -> None:
     assert canonical_host(raw) == canonical
@@ -193,8 +229,15 @@ def data_plane_call(
 
 @pytest.mark.parametrize(
     "addresses",
-    [["10.0.0.1"], ["169.254.169.254"], ["fd00:ec2::254"], ["168.63.129.16"],
-     ["127.0.0.1", "93.184.215.14"], ["::ffff:127.0.0.1"], ["100.64.0.1"]],
+    [
+        ["10.0.0.1"],
+        ["169.254.169.254"],
+        ["fd00:ec2::254"],
+        ["168.63.129.16"],
+        ["127.0.0.1", "93.184.215.14"],
+        ["::ffff:127.0.0.1"],
+        ["100.64.0.1"],
+    ],
 )
 def test_a_name_resolving_to_a_denied_address_is_refused_before_connecting(
     listener: RawServer, addresses: list[str]
@@ -208,8 +251,16 @@ def test_a_name_resolving_to_a_denied_address_is_refused_before_connecting(
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "[::ffff:127.0.0.1]", "[::1]", "localhost", "LOCALHOST", "0.0.0.0",
-             "api.localhost"]
+    "host",
+    [
+        "127.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "[::1]",
+        "localhost",
+        "LOCALHOST",
+        "0.0.0.0",
+        "api.localhost",
+    ],
 )
 def test_loopback_in_any_spelling_is_refused_without_a_connection(
     listener: RawServer, host: str
@@ -397,7 +448,5 @@ def test_the_gateway_calling_itself_is_refused(gateway: GatewayUnderTest) -> Non
             "/api/connections/anything/invoke/x", headers={"Via": "1.1 gateway.example.test"}
         )
         assert_problem(looped, 508, "loop_detected")
-        other = client.get(
-            "/api/connections/anything/invoke/x", headers={"Via": "1.1 proxy.corp"}
-        )
+        other = client.get("/api/connections/anything/invoke/x", headers={"Via": "1.1 proxy.corp"})
         assert other.status_code == 404  # not a loop: the unknown connection answers

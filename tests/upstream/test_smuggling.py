@@ -26,8 +26,18 @@ from tests.upstream.helpers import connect, import_connector, setheader
 from tests.upstream.rawserver import RawServer
 
 SMUGGLED = b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal\r\n\r\n"
-FRAMING = ["Transfer-Encoding", "Content-Length", "Host", "Connection", "Keep-Alive",
-           "Upgrade", "TE", "Trailer", "Proxy-Authorization", "proxy-anything"]
+FRAMING = [
+    "Transfer-Encoding",
+    "Content-Length",
+    "Host",
+    "Connection",
+    "Keep-Alive",
+    "Upgrade",
+    "TE",
+    "Trailer",
+    "Proxy-Authorization",
+    "proxy-anything",
+]
 
 
 @pytest.fixture
@@ -52,17 +62,20 @@ def test_import_lists_the_refusal_and_covered_operations_answer_501(
         )
         assert any("Transfer-Encoding" in w for w in connector["definition"]["warnings"])
         connection = connect(client, connector["id"], {})
-        response = client.post(
-            f"/api/connections/{connection}/operations/Send", json={"body": "x"}
-        )
+        response = client.post(f"/api/connections/{connection}/operations/Send", json={"body": "x"})
         assert_problem(response, 501, "policy_not_supported")
         assert recorder.connections == 0
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("Transfer-Encoding", "chunked"), ("Content-Length", "0"), ("Host", "internal.example"),
-     ("Connection", "keep-alive, Upgrade"), ("Upgrade", "h2c")],
+    [
+        ("Transfer-Encoding", "chunked"),
+        ("Content-Length", "0"),
+        ("Host", "internal.example"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Upgrade", "h2c"),
+    ],
 )
 def test_a_framing_header_named_by_a_connection_parameter_is_stripped_and_counted(
     gateway: GatewayUnderTest, recorder: RawServer, name: str, value: str
@@ -123,8 +136,18 @@ def test_caller_framing_and_platform_headers_are_not_forwarded(
         )
         assert response.status_code == 200, response.text
     head = bytes(recorder.received).partition(b"\r\n\r\n")[0].lower()
-    for name in (b"x-keep", b"keep-alive", b"upgrade", b"te:", b"trailer", b"proxy-foo",
-                 b"metadata", b"x-identity-header", b"x-forwarded-for", b"x-ms-token"):
+    for name in (
+        b"x-keep",
+        b"keep-alive",
+        b"upgrade",
+        b"te:",
+        b"trailer",
+        b"proxy-foo",
+        b"metadata",
+        b"x-identity-header",
+        b"x-forwarded-for",
+        b"x-ms-token",
+    ):
         assert name not in head, name
     assert b"x-fine: kept" in head
     assert b"content-length: 3" in head
@@ -147,9 +170,7 @@ def test_the_client_never_sends_length_and_chunking_together(recorder: RawServer
                 headers={"Transfer-Encoding": "chunked", "Host": "other", "Connection": "close"},
                 content=SMUGGLED,
             )
-            response = await client.send(
-                request, auth=ApiKeyAuth("header", "Content-Length", "0")
-            )
+            response = await client.send(request, auth=ApiKeyAuth("header", "Content-Length", "0"))
             assert response.status_code == 200
             await response.aclose()
 
