@@ -107,8 +107,13 @@ async def lean_lifespan(app: FastAPI) -> AsyncIterator[None]:
     import ssl
 
     from functions.upstream.client import data_plane_client
+    from functions.upstream.egress import EgressPolicy
 
-    async with data_plane_client(ssl.create_default_context(), httpx.Timeout(30.0)) as client:
+    async with data_plane_client(
+        ssl.create_default_context(),
+        httpx.Timeout(30.0),
+        egress=EgressPolicy(allow_loopback=True),
+    ) as client:
         app.state.client = client
         app.state.upstream = os.environ["BENCH_UPSTREAM_URL"].rstrip("/")
         yield

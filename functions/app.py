@@ -34,6 +34,11 @@ class CorrelationIdMiddleware:
             return
         cid = uuid.uuid4().hex
         scope.setdefault("state", {})["correlation_id"] = cid
+        # Issue 12: the address this request came in on is the gateway's own; the
+        # outbound address policy refuses it as an upstream (a connector would loop).
+        gateway = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
+        if gateway is not None:
+            gateway.egress.note_own_address(scope.get("server"))
         token = observability.correlation_id.set(cid)
         header = (CORRELATION_HEADER.lower().encode(), cid.encode())
 

@@ -34,6 +34,10 @@ from functions.stores.secrets.factory import build_secret_store
 from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore, build_table_service
 from functions.upstream.client import control_plane_client, data_plane_client
+from functions.upstream.egress import EgressPolicy
+from functions.upstream.egress_clients import egress_requests_adapter
+from functions.upstream.hops import hop_marker
+from functions.upstream.limits import ConnectionLimiter
 
 
 def _upstream_tls(settings: Settings) -> ssl.SSLContext:
@@ -44,24 +48,29 @@ def _upstream_tls(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def _msal_session_factory(settings: Settings) -> Callable[[], Any] | None:
-    """msal uses `requests`; with an extra upstream CA, give it a session that trusts
-    the system bundle plus that CA (and ignores REQUESTS_CA_BUNDLE)."""
-    if not settings.upstream_ca_file:
-        return None
-    import certifi
+def _msal_session_factory(settings: Settings, egress: EgressPolicy) -> Callable[[], Any]:
+    """msal uses `requests`: give it a session whose connections pass the outbound
+    address policy, with no proxy variables, trusting the system bundle plus the extra
+    upstream CA when there is one (and ignoring REQUESTS_CA_BUNDLE)."""
+    bundle: Path | None = None
+    if settings.upstream_ca_file:
+        import certifi
 
-    bundle = Path(tempfile.gettempdir()) / f"connector-gateway-ca-{os.getpid()}.pem"
-    bundle.write_text(
-        Path(certifi.where()).read_text() + "\n" + Path(settings.upstream_ca_file).read_text()
-    )
+        bundle = Path(tempfile.gettempdir()) / f"connector-gateway-ca-{os.getpid()}.pem"
+        bundle.write_text(
+            Path(certifi.where()).read_text() + "\n" + Path(settings.upstream_ca_file).read_text()
+        )
 
     def make() -> Any:
         import requests
 
         session = requests.Session()
         session.trust_env = False
-        session.verify = str(bundle)
+        if bundle is not None:
+            session.verify = str(bundle)
+        adapter = egress_requests_adapter(egress)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         return session
 
     return make
@@ -83,6 +92,7 @@ class Gateway:
     audit: AuditLog
     onprem_registry: GatewayRegistry
     onprem_relay: GatewayRelay
+    egress: EgressPolicy
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -90,8 +100,25 @@ class Gateway:
             settings.upstream_timeout_seconds, connect=min(10.0, settings.upstream_timeout_seconds)
         )
         tls = _upstream_tls(settings)
-        http = data_plane_client(tls, timeout, settings.dev_upstream_resolve)
-        control = control_plane_client(tls, timeout, settings.dev_upstream_resolve)
+        egress = EgressPolicy.from_settings(
+            settings.egress_allow,
+            allow_loopback=settings.egress_allow_loopback,
+            development=settings.is_development,
+            public_base_url=settings.public_base_url,
+        )
+        marker = hop_marker(settings.public_base_url)
+        http = data_plane_client(
+            tls,
+            timeout,
+            settings.dev_upstream_resolve,
+            egress=egress,
+            per_host=settings.upstream_connections_per_host,
+            deadline=settings.upstream_deadline_seconds,
+            hop_marker=marker,
+        )
+        control = control_plane_client(
+            tls, timeout, settings.dev_upstream_resolve, egress=egress
+        )
         tables = build_table_service(settings)
         metadata = MetadataStore(tables, settings.table_prefix)
         await metadata.ensure_tables()
@@ -131,10 +158,13 @@ class Gateway:
             cache_seconds=settings.metadata_cache_seconds,
             public_base_url=settings.public_base_url,
             audience=settings.audiences[0],
+            egress=egress,
         )
         # One token client and one refresher per process: the refresher's single flight
         # and cooldowns are per process by design (the lease handles other instances).
-        token_client = TokenEndpointClient(control, msal_http_client=_msal_session_factory(settings))
+        token_client = TokenEndpointClient(
+            control, msal_http_client=_msal_session_factory(settings, egress)
+        )
         oauth = OAuthService(
             metadata,
             secrets,
@@ -176,7 +206,13 @@ class Gateway:
                 audit,
                 onprem_relay,
                 relay_timeout=settings.upstream_timeout_seconds,
+                limiter=ConnectionLimiter(
+                    settings.connection_calls_per_minute, settings.connection_max_concurrent
+                ),
+                max_response_bytes=settings.max_response_bytes,
+                hop_marker=marker,
             ),
+            egress=egress,
             onprem_registry=onprem_registry,
             onprem_relay=onprem_relay,
             shares=shares,

@@ -147,3 +147,38 @@ class DependencyUnavailableError(GatewayError):
     status = 503
     code = "dependency_unavailable"
     title = "A service the gateway depends on is unavailable"
+
+
+# --- issue 12 (data plane): egress control, limits, loops, response caps ---------------
+
+
+class EgressDeniedError(GatewayError):
+    """An upstream address the outbound address policy refuses (functions/upstream/egress.py)."""
+
+    status = 403
+    code = "egress_denied"
+    title = "Upstream address not allowed"
+
+
+class RateLimitedError(GatewayError):
+    """Too many calls (or calls at once) on one connection; `Retry-After` says when."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class LoopDetectedError(GatewayError):
+    """A request that already went through this gateway (its hop marker) came back."""
+
+    status = 508
+    code = "loop_detected"
+    title = "Loop detected"
+
+
+class UpstreamResponseTooLargeError(UpstreamError):
+    """An upstream body read whole (response policies) exceeded the decoded-size cap."""
+
+    status = 502
+    code = "upstream_response_too_large"
+    title = "Upstream response too large"

@@ -10,7 +10,7 @@ with a local key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +45,13 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_PUBLIC_BASE_URL",
     "GATEWAY_ADMIN_ROLE",
     "GATEWAY_ADMIN_GROUP_IDS",
+    "GATEWAY_EGRESS_ALLOW",
+    "GATEWAY_EGRESS_ALLOW_LOOPBACK",
+    "GATEWAY_UPSTREAM_DEADLINE_SECONDS",
+    "GATEWAY_UPSTREAM_CONNECTIONS_PER_HOST",
+    "GATEWAY_CONNECTION_CALLS_PER_MINUTE",
+    "GATEWAY_CONNECTION_MAX_CONCURRENT",
+    "GATEWAY_MAX_RESPONSE_BYTES",
 )
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
@@ -67,6 +74,13 @@ DEV_AUDIENCE = "api://connector-gateway-dev"
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _flag(name: str, get: Callable[[str], str | None]) -> bool:
+    raw = (get(name) or "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1")
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,20 @@ class Settings:
     # Gateway administrators: callers with this app role, or in one of these groups.
     admin_role: str = "Gateway.Admin"
     admin_group_ids: tuple[str, ...] = ()
+    # Issue 12, outbound address policy (functions/upstream/egress.py): extra allowed
+    # destinations (CIDRs, host:port), and loopback for development only.
+    egress_allow: tuple[str, ...] = ()
+    egress_allow_loopback: bool = False
+    # Total time for one upstream call, response headers and body together.
+    upstream_deadline_seconds: float = 120.0
+    # Sockets one upstream host may hold from the shared pool (of 200).
+    upstream_connections_per_host: int = 50
+    # Per connection and per instance: calls a minute (Power Platform's limit is 500)
+    # and calls in flight at once.
+    connection_calls_per_minute: int = 500
+    connection_max_concurrent: int = 50
+    # Largest decoded upstream body the gateway reads whole (response policies).
+    max_response_bytes: int = 10 * 1024 * 1024
 
     @property
     def is_development(self) -> bool:
@@ -164,6 +192,13 @@ class Settings:
             public_base_url=get("GATEWAY_PUBLIC_BASE_URL"),
             admin_role=get("GATEWAY_ADMIN_ROLE") or "Gateway.Admin",
             admin_group_ids=_split(get("GATEWAY_ADMIN_GROUP_IDS") or ""),
+            egress_allow=_split(get("GATEWAY_EGRESS_ALLOW") or ""),
+            egress_allow_loopback=_flag("GATEWAY_EGRESS_ALLOW_LOOPBACK", get),
+            upstream_deadline_seconds=number("GATEWAY_UPSTREAM_DEADLINE_SECONDS", 120.0),
+            upstream_connections_per_host=int(number("GATEWAY_UPSTREAM_CONNECTIONS_PER_HOST", 50)),
+            connection_calls_per_minute=int(number("GATEWAY_CONNECTION_CALLS_PER_MINUTE", 500)),
+            connection_max_concurrent=int(number("GATEWAY_CONNECTION_MAX_CONCURRENT", 50)),
+            max_response_bytes=int(number("GATEWAY_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)),
         )
         settings.validate()
         return settings
@@ -180,6 +215,11 @@ class Settings:
                 raise ConfigurationError(
                     "GATEWAY_DEV_ISSUER_PRIVATE_KEY is for development only; remove it"
                 )
+            if self.egress_allow_loopback:
+                raise ConfigurationError(
+                    "GATEWAY_EGRESS_ALLOW_LOOPBACK is for development only; remove it (an admin "
+                    "who must reach a loopback address lists it in GATEWAY_EGRESS_ALLOW)"
+                )
             if self.dev_upstream_resolve:
                 raise ConfigurationError(
                     "GATEWAY_DEV_UPSTREAM_RESOLVE is for development only; remove it"
@@ -189,6 +229,10 @@ class Settings:
                     "account keys are not accepted outside development; "
                     "set GATEWAY_TABLE_ENDPOINT and use a managed identity"
                 )
+        from functions.upstream.egress import parse_allow_entry  # raises ConfigurationError
+
+        for entry in self.egress_allow:
+            parse_allow_entry(entry)
         if not (self.storage_connection_string or self.table_endpoint):
             raise ConfigurationError(
                 "set GATEWAY_TABLE_ENDPOINT (Azure) or GATEWAY_STORAGE_CONNECTION_STRING (Azurite)"

@@ -134,6 +134,9 @@ def make_settings(
             public_base_url="https://gateway.example.test",
             upstream_ca_file=str(bundle),
             dev_upstream_resolve=f"{JIRA_SITE}:443=127.0.0.1:{tls_echo.server.port}",
+            # Every test upstream (echo, oidc-provider) listens on loopback, which the
+            # outbound address policy refuses unless told otherwise (issue 12).
+            egress_allow_loopback=True,
         )
         settings = replace(base, **overrides)
         settings.validate()
@@ -183,5 +186,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "GATEWAY_PUBLIC_BASE_URL": settings.public_base_url or "",
         "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(settings.upstream_timeout_seconds),
         "GATEWAY_METADATA_CACHE_SECONDS": str(settings.metadata_cache_seconds),
+        "GATEWAY_EGRESS_ALLOW_LOOPBACK": str(settings.egress_allow_loopback).lower(),
+        "GATEWAY_EGRESS_ALLOW": ",".join(settings.egress_allow),
     }
     return env

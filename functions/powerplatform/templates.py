@@ -37,6 +37,7 @@ from functions.powerplatform.expressions import (
     parse_value_template,
 )
 from functions.powerplatform.model import PolicyTemplateInstance
+from functions.upstream.headers import is_framing_header
 
 PARAMETER_PREFIX = "x-ms-apimTemplateParameter."
 OPERATIONS_KEY = "x-ms-apimTemplate-operationName"
@@ -79,6 +80,21 @@ def _compile_name_value(parameters: Mapping[str, Any]) -> dict[str, Any]:
         "value": parse_template(value),
         "existsAction": action,
     }
+
+
+def _compile_setheader(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    compiled = _compile_name_value(parameters)
+    name = _required_text(parameters, "name").strip()
+    # A literal framing or hop-by-hop name (Content-Length, Transfer-Encoding, Host,
+    # Connection, ...): only the HTTP client may set those, or a body could smuggle a
+    # second request onto a pooled connection other users share. Names computed at
+    # run time are stripped and counted at send (functions/upstream/headers.py).
+    if "@" not in name and is_framing_header(name):
+        raise _Unusable(
+            f"{name} is a framing or hop-by-hop header, which only the gateway's HTTP "
+            "client sets (request smuggling)"
+        )
+    return compiled
 
 
 def _compile_host(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,7 +155,7 @@ Compiler = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 # template id -> (sections it may run in, compiler of its parameters)
 SUPPORTED_TEMPLATES: Mapping[str, tuple[frozenset[str], Compiler]] = {
-    "setheader": (frozenset({"request", "response", "failure"}), _compile_name_value),
+    "setheader": (frozenset({"request", "response", "failure"}), _compile_setheader),
     "setqueryparameter": (frozenset({"request"}), _compile_name_value),
     "dynamichosturl": (frozenset({"request"}), _compile_host),
     "routerequesttoendpoint": (frozenset({"request"}), _compile_route),

@@ -30,6 +30,7 @@ from functions.stores.definitions import DefinitionStore
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore
+from functions.upstream.egress import EgressPolicy
 from functions.upstream.urls import validate_base_url
 
 
@@ -106,7 +107,9 @@ class ConnectorService:
         cache_seconds: float,
         public_base_url: str | None = None,
         audience: str = "",
+        egress: EgressPolicy | None = None,
     ) -> None:
+        self._egress = egress or EgressPolicy()
         self._store = store
         self._definitions = definitions
         self._secrets = secrets
@@ -143,6 +146,11 @@ class ConnectorService:
         self._for_invoke.evict((connector.tenant_id, connector.id))
         return saved
 
+    def _upstream_url(self, value: str) -> str:
+        """A base URL checked for form, then by the outbound address policy (issue 12):
+        canonical host, no denied literal address or name (422)."""
+        return self._egress.validate_url(validate_base_url(value))
+
     async def import_definition(
         self,
         caller: Principal,
@@ -162,7 +170,7 @@ class ConnectorService:
             tenant_id=caller.tenant_id,
             owner_id=caller.object_id,
             name=name or definition.title or "Imported connector",
-            base_url=validate_base_url(chosen),
+            base_url=self._upstream_url(chosen),
             auth=AuthScheme("none"),
             description=definition.description,
             source="powerplatform",
@@ -234,7 +242,7 @@ class ConnectorService:
             tenant_id=caller.tenant_id,
             owner_id=caller.object_id,
             name=data.name,
-            base_url=validate_base_url(data.base_url),
+            base_url=self._upstream_url(data.base_url),
             auth=data.auth,
             description=data.description,
             allow_connection_sharing=data.allow_connection_sharing,
@@ -404,7 +412,7 @@ class ConnectorService:
         self, caller: Principal, connector_id: str, data: ConnectorInput
     ) -> Connector:
         connector = await self.get_owned(caller, connector_id)
-        base_url = validate_base_url(data.base_url)
+        base_url = self._upstream_url(data.base_url)
         self._check_oauth(data.auth)
         if connector.source != "native":
             raise ConflictError(

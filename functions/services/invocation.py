@@ -12,6 +12,7 @@ the upstream host, never the credential.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from functions.errors import (
     GatewayError,
     NotFoundError,
     UpstreamError,
+    UpstreamResponseTooLargeError,
     UpstreamTimeoutError,
     ValidationFailedError,
 )
@@ -41,7 +43,14 @@ from functions.services.oauth import OAuthService
 from functions.stores.audit import AuditEvent, AuditLog
 from functions.upstream.client import classify_failure
 from functions.upstream.credentials import BearerAuth, auth_for, credential_header_names
-from functions.upstream.headers import forwardable_request_headers, returnable_response_headers
+from functions.upstream.egress import canonicalize_url
+from functions.upstream.headers import (
+    forwardable_request_headers,
+    returnable_response_headers,
+    strip_framing_headers,
+)
+from functions.upstream.hops import refuse_looped
+from functions.upstream.limits import ConnectionLimiter
 from functions.upstream.request import OutgoingRequest
 from functions.upstream.urls import build_upstream_url, encode_relative_path, validate_base_url
 
@@ -102,10 +111,17 @@ class UpstreamResponse:
         try:
             return b"".join([chunk async for chunk in self._response.aiter_raw()])
         except Exception as exc:
-            if classify_failure(exc) is None:
+            failure = classify_failure(exc)
+            if failure is None:
                 raise
             resolved = self.resolved
             host = self._response.request.url.host
+            if failure == "timeout":
+                raise UpstreamTimeoutError(
+                    f"connection {resolved.connection.id if resolved else '?'}: upstream {host} "
+                    "did not finish its answer in time",
+                    extra={"upstreamHost": host},
+                ) from exc
             raise UpstreamError(
                 f"connection {resolved.connection.id if resolved else '?'}: upstream {host} "
                 f"broke off its answer ({type(exc).__name__})",
@@ -133,7 +149,13 @@ class InvocationService:
         relay: GatewayRelay,
         *,
         relay_timeout: float,
+        limiter: ConnectionLimiter | None = None,
+        max_response_bytes: int = 10 * 1024 * 1024,
+        hop_marker: str | None = None,
     ) -> None:
+        self._limiter = limiter or ConnectionLimiter(500, 50)
+        self._max_response_bytes = max_response_bytes
+        self._hop_marker = hop_marker
         self._connections = connections
         self._oauth = oauth
         self._http = http
@@ -149,9 +171,15 @@ class InvocationService:
         For imported connectors the request is matched to an operation by method and
         path (as API Management does), so operation-scoped policies apply too.
         """
+        self.refuse_looped(call.headers)
         return await self._audited(
             caller, connection_id, None, self._invoke_raw(caller, connection_id, call)
         )
+
+    def refuse_looped(self, headers: list[tuple[str, str]]) -> None:
+        """508 `loop_detected` if the request already went through this gateway."""
+        if self._hop_marker:
+            refuse_looped(headers, self._hop_marker)
 
     async def invoke_operation(
         self,
@@ -216,8 +244,10 @@ class InvocationService:
             base_url=resolved.connector.base_url,
             path=encode_relative_path(call.raw_path),
             query=parse_qsl(call.raw_query, keep_blank_values=True),
-            headers=forwardable_request_headers(
-                call.headers, credential_headers=credential_header_names(resolved.scheme)
+            headers=_utf8_values(
+                forwardable_request_headers(
+                    call.headers, credential_headers=credential_header_names(resolved.scheme)
+                )
             ),
             body=call.body or None,
         )
@@ -275,13 +305,14 @@ class InvocationService:
             )
             if request.base_url != resolved.connector.base_url:
                 request.base_url = _policy_base_url(request.base_url)
-        response = await self.send(resolved, request)
+        async with self._limiter.hold(resolved.connection.id):
+            response = await self.send(resolved, request)
         response.operation_id = operation_id
         response.resolved = resolved
         if definition is None or not _has_response_policies(definition, operation_id):
             return response
         try:
-            raw = await response._response.aread()
+            raw = await self._read_capped(resolved, response._response)
         finally:
             await response.aclose()
         headers, content = apply_response_policies(
@@ -303,9 +334,55 @@ class InvocationService:
             response.status, cleaned, response._response, content, operation_id, resolved
         )
 
+    async def _read_capped(self, resolved: ResolvedConnection, response: httpx.Response) -> bytes:
+        """The whole decoded body, refused past `max_response_bytes` as it is decoded
+        (a small compressed answer can decode to gigabytes): gzip and deflate are
+        decoded here with a bounded output per step; other encodings by httpx."""
+        limit = self._max_response_bytes
+        if response.is_stream_consumed:  # buffered already (on-premises relay)
+            body = response.content
+            if len(body) > limit:
+                raise _too_large(resolved, response, limit)
+            return body
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        chunks: list[bytes] = []
+        total = 0
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            # wbits 47: gzip or zlib container, detected; raw deflate is retried below.
+            decoder, decoder_is_raw = zlib.decompressobj(47), False
+            async for raw in response.aiter_raw():
+                data = raw
+                while data:
+                    try:
+                        out = decoder.decompress(data, limit + 1 - total)
+                    except zlib.error:
+                        if total or encoding != "deflate" or decoder_is_raw:
+                            raise UpstreamError(
+                                f"connection {resolved.connection.id}: the upstream's "
+                                f"{encoding} body does not decode",
+                                code="upstream_unreachable",
+                            ) from None
+                        decoder, decoder_is_raw = zlib.decompressobj(-zlib.MAX_WBITS), True
+                        continue
+                    total += len(out)
+                    if total > limit:
+                        raise _too_large(resolved, response, limit)
+                    chunks.append(out)
+                    data = decoder.unconsumed_tail
+            return b"".join(chunks)
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(resolved, response, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     async def send(
         self, resolved: ResolvedConnection, request: OutgoingRequest
     ) -> UpstreamResponse:
+        # Framing and hop-by-hop headers from a policy, a definition's header
+        # parameters or anything else never reach the wire (request smuggling).
+        request.headers = strip_framing_headers(request.headers, source="a policy or definition")
         if resolved.scheme.type == "windows":
             return await self._send_through_gateway(resolved, request)
         url = build_upstream_url(request.base_url, request.path, request.query)
@@ -316,9 +393,14 @@ class InvocationService:
             response = await self._send_once(
                 resolved, request, url, await self._auth(resolved, force=True)
             )
+        # Raw bytes as latin-1 text: any byte survives the way back to the caller (an
+        # upstream's UTF-8 header value is relayed as sent, not re-encoded).
+        raw_headers = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in response.headers.raw
+        ]
         return UpstreamResponse(
             status=response.status_code,
-            headers=returnable_response_headers(response.headers.multi_items()),
+            headers=returnable_response_headers(raw_headers),
             _response=response,
         )
 
@@ -359,7 +441,7 @@ class InvocationService:
         auth: httpx.Auth,
     ) -> httpx.Response:
         upstream = self._http.build_request(
-            request.method, url, headers=request.headers, content=request.body
+            request.method, url, headers=_header_bytes(request.headers), content=request.body
         )
         detail = {"connectionId": resolved.connection.id, "upstreamHost": url.host}
         try:
@@ -389,11 +471,49 @@ class InvocationService:
             ) from exc
 
 
+def _too_large(
+    resolved: ResolvedConnection, response: httpx.Response, limit: int
+) -> UpstreamResponseTooLargeError:
+    host = response.request.url.host
+    return UpstreamResponseTooLargeError(
+        f"connection {resolved.connection.id}: the answer of upstream {host} is larger than "
+        f"{limit} bytes decoded, the most the gateway reads whole (to run response policies)",
+        extra={"upstreamHost": host, "limit": limit},
+    )
+
+
+def _utf8_values(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Caller header values arrive as bytes read as latin-1; non-ASCII ones must be
+    UTF-8 (relayed as sent), anything else is refused with 400 `invalid_header`."""
+    if all(value.isascii() for _, value in headers):
+        return headers
+    decoded: list[tuple[str, str]] = []
+    for name, value in headers:
+        if not value.isascii():
+            try:
+                value = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                raise BadRequestError(
+                    f"header {name}: the value is neither ASCII nor UTF-8; the gateway "
+                    "cannot relay it unchanged",
+                    code="invalid_header",
+                    extra={"header": name},
+                ) from None
+        decoded.append((name, value))
+    return decoded
+
+
+def _header_bytes(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header values as UTF-8 bytes (httpx would encode text as ASCII and fail on the
+    first accented character)."""
+    return [(name.encode("latin-1"), value.encode("utf-8")) for name, value in headers]
+
+
 def _policy_base_url(value: str) -> str:
     """A base URL produced by a policy (e.g. `dynamichosturl` from connection
     parameters) gets the same checks as one a maker typed."""
     try:
-        return validate_base_url(value, field="dynamichosturl")
+        return canonicalize_url(validate_base_url(value, field="dynamichosturl"))
     except ValidationFailedError as exc:
         raise BadRequestError(
             f"the connector's host policy produced an unusable URL: {exc.detail}",

@@ -25,10 +25,14 @@ import ssl
 import warnings
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import httpx
 
+from functions.observability import count_security_event
+from functions.upstream.egress import EgressPolicy
+from functions.upstream.egress_clients import EgressNetworkBackend, egress_resolver, socket_guard
+from functions.upstream.headers import is_framing_header
 from functions.upstream.resolve import ResolvingTransport, parse_overrides
 
 if TYPE_CHECKING:
@@ -76,28 +80,52 @@ class _CookielessClient(httpx.AsyncClient):
 
 
 def control_plane_client(
-    tls: ssl.SSLContext, timeout: httpx.Timeout, resolve: str | None = None
+    tls: ssl.SSLContext,
+    timeout: httpx.Timeout,
+    resolve: str | None = None,
+    *,
+    egress: EgressPolicy,
 ) -> httpx.AsyncClient:
-    transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
-        verify=tls, limits=LIMITS, trust_env=False
-    )
-    return _client(transport, timeout, resolve)
+    transport = httpx.AsyncHTTPTransport(verify=tls, limits=LIMITS, trust_env=False)
+    # httpx does not take a network backend; its pool does. Every connection the pool
+    # opens goes through the policy (resolve, check, connect to the checked address).
+    transport._pool._network_backend = EgressNetworkBackend(egress)
+    return _client(_ControlPlaneGuard(transport, egress), timeout, resolve)
 
 
 def data_plane_client(
-    tls: ssl.SSLContext, timeout: httpx.Timeout, resolve: str | None = None
+    tls: ssl.SSLContext,
+    timeout: httpx.Timeout,
+    resolve: str | None = None,
+    *,
+    egress: EgressPolicy,
+    per_host: int = 50,
+    deadline: float | None = None,
+    hop_marker: str | None = None,
+    resolver: Any = None,
+    connects: list[tuple[str, int]] | None = None,
 ) -> httpx.AsyncClient:
+    """The data plane client. `egress` is applied to every connection; `per_host`
+    bounds one upstream host's share of the pool; `deadline` bounds a whole call
+    (headers and body); `hop_marker` is added as a `Via` entry (loop detection).
+    `resolver` (an aiohttp resolver, checked by the policy) and `connects` (addresses
+    sockets were made for) are for tests and the bench."""
     # Imported here: aiohttp is only needed once the app serves calls, not to import
     # function_app.py (the Functions cold start).
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
+    checked_resolver = egress_resolver(egress, resolver)
+
     def session() -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
             limit=LIMITS.max_connections or 0,
+            limit_per_host=per_host,
             keepalive_timeout=LIMITS.keepalive_expiry or 5.0,
             ssl=tls,
+            resolver=checked_resolver,
+            socket_factory=socket_guard(egress, connects),
         )
         return _encoded_url_session_class()(
             connector=connector,
@@ -110,7 +138,12 @@ def data_plane_client(
         )
 
     inner = AiohttpTransport(verify=tls, limits=LIMITS, trust_env=False, client=session)
-    return _client(_AiohttpErrors(inner), timeout, resolve)
+    transport: httpx.AsyncBaseTransport = _AiohttpErrors(inner)
+    if resolve:
+        transport = ResolvingTransport(transport, parse_overrides(resolve))
+    guarded = _DataPlaneGuard(transport, egress, deadline=deadline, hop_marker=hop_marker)
+    guarded.resolver = checked_resolver
+    return _client(guarded, timeout, None)
 
 
 @functools.cache
@@ -143,9 +176,136 @@ def _client(
 ) -> httpx.AsyncClient:
     if resolve:
         transport = ResolvingTransport(transport, parse_overrides(resolve))
-    return _CookielessClient(
+    client = _CookielessClient(
         timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
     )
+    # httpx's default `Connection: keep-alive` is the transport's business (HTTP/1.1
+    # keeps connections alive anyway); the framing guard would count it on every call.
+    del client.headers["Connection"]
+    return client
+
+
+class _ControlPlaneGuard(httpx.AsyncBaseTransport):
+    """Refuses plain-http identity endpoints outside development and hosts the policy
+    refuses without a lookup; the network backend checks resolved addresses."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, egress: EgressPolicy) -> None:
+        self._inner = inner
+        self._egress = egress
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._egress.check_url(str(request.url), control_plane=True)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _DataPlaneGuard(httpx.AsyncBaseTransport):
+    """What every data-plane request passes, after httpx applied credentials:
+
+    - framing: hop-by-hop headers are removed and Host is the URL's, whatever set
+      them (the invocation service already strips policy and caller ones; this also
+      covers credential injection), and never Content-Length with Transfer-Encoding;
+    - egress: IP-literal hosts are checked here (aiohttp resolves only names);
+    - a `Via` hop marker, so a request that loops back is refused on arrival;
+    - a total deadline over the response headers and the body.
+    """
+
+    resolver: Any = None
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        egress: EgressPolicy,
+        *,
+        deadline: float | None,
+        hop_marker: str | None,
+    ) -> None:
+        self._inner = inner
+        self._egress = egress
+        self._deadline = deadline
+        self._hop_marker = hop_marker
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        self._egress.check_name(url.host, port)
+        self._egress.check_literal(url.host, port)
+        _enforce_framing(request)
+        if self._hop_marker:
+            request.headers["Via"] = self._hop_marker
+        if self._deadline is None:
+            return await self._inner.handle_async_request(request)
+        end = asyncio.get_running_loop().time() + self._deadline
+        try:
+            async with asyncio.timeout_at(end):
+                response = await self._inner.handle_async_request(request)
+        except TimeoutError:
+            raise httpx.ReadTimeout(
+                f"no answer within the {self._deadline:g} s deadline", request=request
+            ) from None
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        response.stream = _DeadlineStream(stream, end, self._deadline)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _enforce_framing(request: httpx.Request) -> None:
+    """Only the client frames a request: hop-by-hop headers and Transfer-Encoding go
+    (aiohttp frames a streamed body itself; a bytes body has a Content-Length), Host
+    is the URL's, Content-Length is the body's. Never both length and chunking."""
+    headers = request.headers
+    removed = sorted(
+        {name.lower() for name in headers if is_framing_header(name)} - {"host", "content-length"}
+    )
+    for name in removed:
+        del headers[name]
+    expected_host = request.url.netloc.decode("ascii")
+    if headers.get("host", expected_host) != expected_host:
+        headers["Host"] = expected_host
+        removed.append("host")
+    if "content-length" in headers:
+        try:
+            length = str(len(request.content))
+        except httpx.RequestNotRead:
+            del headers["content-length"]  # a streamed body is chunked by aiohttp
+        else:
+            if headers["content-length"] != length:
+                headers["Content-Length"] = length
+                removed.append("content-length")
+    if removed:
+        count_security_event("framing_header_stripped", f"{', '.join(removed)} not sent as set")
+
+
+class _DeadlineStream(httpx.AsyncByteStream):
+    """The body under the call's total deadline (a trickling upstream cannot hold a
+    call, and the pool's connection, forever)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, end: float, seconds: float) -> None:
+        self._inner = inner
+        self._end = end
+        self._seconds = seconds
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        iterator = self._inner.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(self._end):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise httpx.ReadTimeout(
+                    f"the answer did not complete within the {self._seconds:g} s deadline"
+                ) from None
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def classify_failure(exc: BaseException) -> Failure | None:

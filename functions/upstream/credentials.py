@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import httpx
 
 from functions.domain.models import AuthScheme
+from functions.upstream.headers import is_framing_header
 from functions.upstream.urls import encode_query
 
 
@@ -30,7 +31,9 @@ class ApiKeyAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.location == "header":
-            request.headers[self.name] = self.value
+            # A framing header never carries a credential: it would desynchronise the request.
+            if not is_framing_header(self.name):
+                request.headers[self.name] = self.value
         else:
             # The query is edited as encoded text: re-encoding it through
             # httpx.QueryParams would turn every `%20` into `+` and change other

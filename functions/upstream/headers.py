@@ -51,7 +51,57 @@ _REQUEST_DROP = frozenset(
         "x-correlation-id",
     }
 )
-_REQUEST_DROP_PREFIXES = ("x-forwarded-", "x-ms-client-principal", "x-gateway-", "x-ms-functions-")
+_REQUEST_DROP_PREFIXES = (
+    "x-forwarded-",
+    "x-ms-client-principal",
+    "x-gateway-",
+    "x-ms-functions-",
+    # App Service authentication's token headers, and any proxy-only header.
+    "x-ms-token-",
+    "proxy-",
+)
+# Platform headers with meaning to cloud metadata and identity endpoints (issue 12): a
+# caller must not be able to make an upstream call look like a managed-identity one.
+_PLATFORM_DROP = frozenset(
+    {"metadata", "x-identity-header", "x-ms-identity-header", "x-arr-clientcert", "via"}
+)
+
+# Framing and hop-by-hop headers (RFC 9112 section 6, RFC 9110 section 7.6.1) and Host:
+# only the HTTP client sets them, from the URL and the body it sends. A policy, a
+# connection parameter or a caller setting one could desynchronise a pooled
+# connection shared with other users (request smuggling), or retarget the request.
+FRAMING_HEADERS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+    }
+)
+
+
+def is_framing_header(name: str) -> bool:
+    lowered = name.strip().lower()
+    return lowered in FRAMING_HEADERS or lowered.startswith("proxy-")
+
+
+def strip_framing_headers(headers: list[tuple[str, str]], *, source: str) -> list[tuple[str, str]]:
+    """`headers` without framing and hop-by-hop ones; each removal is counted."""
+    kept = [(name, value) for name, value in headers if not is_framing_header(name)]
+    if len(kept) != len(headers):
+        from functions.observability import count_security_event
+
+        names = sorted({name.lower() for name, _ in headers if is_framing_header(name)})
+        count_security_event(
+            "framing_header_stripped",
+            f"{', '.join(names)} set by {source}, not sent",
+            len(headers) - len(kept),
+        )
+    return kept
 
 # Not returned to the caller: hop-by-hop, cookies the upstream sets (the gateway's
 # origin is shared by every connector; an upstream cookie must not land there), and
@@ -73,7 +123,7 @@ def forwardable_request_headers(
     headers: Iterable[tuple[str, str]], *, credential_headers: Iterable[str] = ()
 ) -> list[tuple[str, str]]:
     items = list(headers)
-    blocked = HOP_BY_HOP | _REQUEST_DROP | _connection_listed(items)
+    blocked = HOP_BY_HOP | _REQUEST_DROP | _PLATFORM_DROP | _connection_listed(items)
     blocked |= {name.lower() for name in credential_headers}
     return [
         (name, value)

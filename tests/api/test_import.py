@@ -421,13 +421,19 @@ def test_export_points_at_the_gateway_and_round_trips(
         assert token["customParameters"]["resourceUri"]["value"] == gateway.settings.audiences[0]
         assert properties["properties"]["policyTemplateInstances"] == []
 
-        # Re-importing the export gives the same operations.
+        # Re-importing the export gives the same operations. (Not with the gateway's
+        # own URL as the base: a connector calling the gateway would loop, issue 12.)
         original = {
             (op["operationId"], op["method"]) for op in connector["definition"]["operations"]
         }
-        reimported = client.post(
+        looped = client.post(
             "/api/connectors/import",
             json={**exported, "baseUrl": "https://gateway.example.test/api"},
+        )
+        assert_problem(looped, 422, "loop_detected")
+        reimported = client.post(
+            "/api/connectors/import",
+            json={**exported, "baseUrl": "https://elsewhere.example.test/api"},
         )
         assert reimported.status_code == 201, reimported.text
         assert {

@@ -20,6 +20,7 @@ from functions.powerplatform import parse_definition
 from functions.powerplatform.operations import prepare_operation
 from functions.upstream.client import data_plane_client
 from functions.upstream.credentials import ApiKeyAuth
+from functions.upstream.egress import EgressPolicy
 from functions.upstream.request import OutgoingRequest
 from functions.upstream.urls import build_upstream_url, encode_relative_path
 from tests.powerplatform.recorder import Recorded, Recorder
@@ -98,7 +99,9 @@ def send(recorder: Recorder, request: OutgoingRequest) -> Recorded:
     """Send through the gateway's data-plane client; what the socket received."""
 
     async def run() -> int:
-        client = data_plane_client(ssl.create_default_context(), httpx.Timeout(10.0))
+        client = data_plane_client(
+            ssl.create_default_context(), httpx.Timeout(10.0), egress=EgressPolicy(allow_loopback=True)
+        )
         try:
             url = build_upstream_url(request.base_url, request.path, request.query)
             response = await client.request(
@@ -176,7 +179,9 @@ def test_api_key_in_query_keeps_the_built_query(recorder: Recorder) -> None:
     """The key is added to the encoded query text; nothing else is re-encoded."""
 
     async def run() -> int:
-        client = data_plane_client(ssl.create_default_context(), httpx.Timeout(10.0))
+        client = data_plane_client(
+            ssl.create_default_context(), httpx.Timeout(10.0), egress=EgressPolicy(allow_loopback=True)
+        )
         try:
             url = build_upstream_url(recorder.url, "/k", [("q", "a b;c"), ("key", "caller")])
             auth = ApiKeyAuth("query", "key", "s e;c+")

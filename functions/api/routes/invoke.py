@@ -38,13 +38,15 @@ async def invoke(request: Request) -> Response:
     """`ANY /api/connections/{connection_id}/invoke/{path}`"""
     connection_id: str = request.path_params["connection_id"]
     gateway = request.app.state.gateway
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    gateway.invocations.refuse_looped(headers)
     caller = await get_caller(request, gateway)
     body = await read_body(request, gateway.settings.max_request_bytes)
     call = IncomingCall(
         method=request.method,
         raw_path=_path_after_invoke(request, connection_id),
         raw_query=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        headers=headers,
         body=body,
     )
     upstream = await gateway.invocations.invoke_raw(caller, connection_id, call)
@@ -55,6 +57,9 @@ async def invoke_operation(request: Request) -> Response:
     """`POST /api/connections/{connection_id}/operations/{operation_id}`:
     {"parameters": {...}, "body": ...}."""
     gateway = request.app.state.gateway
+    gateway.invocations.refuse_looped(
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    )
     caller = await get_caller(request, gateway)
     call = await json_body(request, OperationCall, limit=gateway.settings.max_request_bytes)
     upstream = await gateway.invocations.invoke_operation(

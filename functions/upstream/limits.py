@@ -1,0 +1,99 @@
+"""Per-connection limits: calls a minute and calls in flight at once.
+
+Power Platform allows 500 calls a minute per connection; one user's runaway flow must
+not take the gateway (or the upstream pool) from everyone else. The limits are kept
+in process: each gateway instance enforces them on its own share of the traffic, so
+with N instances a connection may make up to N times as many calls (docs/security.md).
+
+Rate: a token bucket per connection (capacity = calls a minute, refilled evenly), so
+bursts up to the minute's budget pass and the long-run rate is bounded. Refusals are
+429 `rate_limited` with `Retry-After` (whole seconds until a call would pass).
+Concurrency: calls waiting for an upstream's answer at once, per connection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from functions.errors import RateLimitedError
+
+# Buckets idle this long are full again, so they are dropped (bounded memory).
+_IDLE_SECONDS = 120.0
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class ConnectionLimiter:
+    def __init__(
+        self,
+        calls_per_minute: int,
+        max_concurrent: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.calls_per_minute = calls_per_minute
+        self.max_concurrent = max_concurrent
+        self._rate = calls_per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._in_flight: dict[str, int] = {}
+        self._last_sweep = clock()
+
+    def take(self, connection_id: str) -> None:
+        """Spend one call of `connection_id`'s budget, or raise RateLimitedError."""
+        now = self._clock()
+        if now - self._last_sweep > _IDLE_SECONDS:
+            self._sweep(now)
+        bucket = self._buckets.get(connection_id)
+        if bucket is None:
+            bucket = self._buckets[connection_id] = _Bucket(float(self.calls_per_minute), now)
+        else:
+            bucket.tokens = min(
+                float(self.calls_per_minute), bucket.tokens + (now - bucket.updated) * self._rate
+            )
+            bucket.updated = now
+        if bucket.tokens < 1.0:
+            wait = max(1, math.ceil((1.0 - bucket.tokens) / self._rate))
+            raise RateLimitedError(
+                f"connection {connection_id} made more than {self.calls_per_minute} calls a "
+                f"minute; retry in {wait} s",
+                extra={"connectionId": connection_id, "limit": self.calls_per_minute},
+                headers={"Retry-After": str(wait)},
+            )
+        bucket.tokens -= 1.0
+
+    @asynccontextmanager
+    async def hold(self, connection_id: str) -> AsyncIterator[None]:
+        """One call of `connection_id`: rate budget, then a slot while it runs."""
+        self.take(connection_id)
+        running = self._in_flight.get(connection_id, 0)
+        if running >= self.max_concurrent:
+            raise RateLimitedError(
+                f"connection {connection_id} already has {running} calls in flight (at most "
+                f"{self.max_concurrent}); retry when one finishes",
+                extra={"connectionId": connection_id, "concurrencyLimit": self.max_concurrent},
+                headers={"Retry-After": "1"},
+            )
+        self._in_flight[connection_id] = running + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[connection_id] - 1
+            if left:
+                self._in_flight[connection_id] = left
+            else:
+                del self._in_flight[connection_id]
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        stale = [key for key, b in self._buckets.items() if now - b.updated > _IDLE_SECONDS]
+        for key in stale:
+            del self._buckets[key]
