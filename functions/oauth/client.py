@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -140,6 +141,10 @@ def token_set_from_response(
     if not isinstance(access_token, str) or not access_token:
         raise ProviderError(f"{spec.display_name} token response has no access_token")
     expires_in = _number(source.get("expires_in"))
+    if expires_in is not None and (expires_in <= 0 or not math.isfinite(expires_in)):
+        # 0 (or a negative or non-finite value) cannot be a lifetime to schedule by: a
+        # token "expired on arrival" would be refreshed on every call. Treated as absent.
+        expires_in = None
     if expires_in is None and spec.default_lifetime_seconds:
         expires_in = float(spec.default_lifetime_seconds)
     refresh_expires_in = _number(source.get("refresh_token_expires_in"))

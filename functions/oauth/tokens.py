@@ -13,6 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 SECRET_FORMAT = 1
+# A token is due for refresh when less than min(provider margin, this fraction of the
+# lifetime the provider granted) remains: short-lived tokens (60 s to 5 min, shorter
+# than the usual 300 s margin) are then refreshed once per lifetime, not on every call.
+# Half, as msal schedules its own proactive refresh (`refresh_in`).
+REFRESH_LIFETIME_FRACTION = 0.5
 GrantKind = Literal["authorization_code", "client_credentials"]
 
 
@@ -56,6 +61,29 @@ class TokenSet:
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_within(0, now)
+
+    @property
+    def lifetime_seconds(self) -> float | None:
+        """The lifetime the provider granted (`expires_in`), None without an expiry."""
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - self.obtained_at).total_seconds()
+
+    def refresh_margin(self, provider_margin: float) -> float:
+        """Seconds before expiry at which this token is due for refresh: the provider's
+        margin, scaled down to `REFRESH_LIFETIME_FRACTION` of the granted lifetime."""
+        lifetime = self.lifetime_seconds
+        if lifetime is None:
+            return 0.0
+        if lifetime <= 0:
+            return float(provider_margin)
+        return min(float(provider_margin), lifetime * REFRESH_LIFETIME_FRACTION)
+
+    def needs_refresh(self, provider_margin: float, now: datetime | None = None) -> bool:
+        """True when the token is within its (lifetime-scaled) refresh margin of expiry.
+        A token without an expiry is never due: it is renewed when the upstream rejects
+        it (a 401 forces one refresh)."""
+        return self.expires_within(self.refresh_margin(provider_margin), now)
 
     @property
     def renewable(self) -> bool:

@@ -530,8 +530,9 @@ class OAuthService:
                     binding = await self.binding_for_connection(connector, definition, connection)
                     store = self._token_store(connection)
                     current = await store.read_current()
+                    margin = binding.provider.spec.refresh_margin_seconds
                     if current.tokens is not None and not current.tokens.expires_within(
-                        horizon.total_seconds() + binding.provider.spec.refresh_margin_seconds
+                        horizon.total_seconds() + current.tokens.refresh_margin(margin)
                     ):
                         return
                     await self._refresher.ensure_fresh(

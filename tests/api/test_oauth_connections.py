@@ -171,7 +171,7 @@ def test_wrong_pkce_verifier_fails_at_the_provider(
 def test_expired_token_is_refreshed_on_invoke(
     gateway: GatewayUnderTest, oidc: Any, echo: Any
 ) -> None:
-    oidc.configure(accessTokenTtl=302)  # due for refresh 2 s after issue (300 s margin)
+    oidc.configure(accessTokenTtl=5)  # due for refresh 2.5 s after issue (half its lifetime)
     with gateway.client("oauth-refresh") as client:
         connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
         first = bearer(client.get(f"/api/connections/{connection['id']}/invoke/a").json())
@@ -188,7 +188,7 @@ def test_expired_token_is_refreshed_on_invoke(
 def test_revoked_grant_needs_reauthorization_and_reauthorize_fixes_it(
     gateway: GatewayUnderTest, oidc: Any, echo: Any, keyvault_double: Any
 ) -> None:
-    oidc.configure(accessTokenTtl=302)  # the token is due for refresh 2 s after consent
+    oidc.configure(accessTokenTtl=5)  # the token is due for refresh 2.5 s after consent
     with gateway.client("oauth-revoke") as client:
         connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
         cid = connection["id"]
@@ -292,7 +292,7 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
         **settings_env(setup.settings),
     }
     with setup.client("oauth-burst") as client:
-        oidc.configure(accessTokenTtl=303)
+        oidc.configure(accessTokenTtl=10)  # due 5 s after issue (half its lifetime)
         connection = connected(setup, client, oidc, oauth_connector(client, oidc, echo.url))
     process = subprocess.Popen(
         [
@@ -326,7 +326,7 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
             # Warm every worker (health does no OAuth work) so the burst hits all four.
             for _ in range(40):
                 warm.get(f"http://127.0.0.1:{port}/api/health")
-        time.sleep(3.5)  # the access token is now due for refresh
+        time.sleep(5.5)  # the access token is now due for refresh
         before = oidc.token_requests("refresh_token")
         oidc.configure(tokenDelayMs=300)  # widen the race window
         with concurrent.futures.ThreadPoolExecutor(50) as pool:

@@ -124,7 +124,7 @@ def bearer(report: dict[str, Any]) -> str:
 def test_oauth2generic_consent_invoke_and_templated_refresh(
     gateway: GatewayUnderTest, oidc: Any, echo: Any, keyvault_double: Any
 ) -> None:
-    oidc.configure(accessTokenTtl=302)  # due for refresh 2 s after issue (300 s margin)
+    oidc.configure(accessTokenTtl=5)  # due for refresh 2.5 s after issue (half its lifetime)
     with gateway.client("oauth-generic") as client:
         connector = import_generic(client, echo)
         created = client.post(
@@ -223,7 +223,7 @@ def test_oauth2generic_secret_connection_parameter_in_body_templates(
 ) -> None:
     """BiG EVAL's shape: the client secret is a securestring connection parameter named in
     the token and refresh body templates ({IdpClientSecret})."""
-    oidc.configure(accessTokenTtl=302)
+    oidc.configure(accessTokenTtl=5)  # due 2.5 s after issue (half its lifetime)
     try:
         with gateway.client("oauth-generic-secret") as client:
             connector = import_generic(client, echo, body_secret="{IdpClientSecret}")
