@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import threading
 import warnings
@@ -48,6 +49,8 @@ from functions.oauth.errors import (
 )
 from functions.oauth.templates import append_pairs, append_query
 from functions.oauth.tokens import GrantKind, OAuthClient, TokenSet
+
+log = logging.getLogger(__name__)
 
 _TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
 # Scopes msal adds itself and refuses to be given.
@@ -148,6 +151,9 @@ def token_set_from_response(
     if expires_in is None and spec.default_lifetime_seconds:
         expires_in = float(spec.default_lifetime_seconds)
     refresh_expires_in = _number(source.get("refresh_token_expires_in"))
+    ext_expires_in = _number(source.get("ext_expires_in"))
+    if ext_expires_in is None or expires_in is None or not ext_expires_in > expires_in:
+        ext_expires_in = None  # only an extension of a known lifetime means anything
     claims = (
         source.get("id_token_claims") if isinstance(source.get("id_token_claims"), dict) else None
     )
@@ -168,7 +174,20 @@ def token_set_from_response(
         id_token_claims=claims,
         obtained_at=now,
         grant=grant,
+        extended_expires_at=(
+            None
+            if ext_expires_in is None or not math.isfinite(ext_expires_in)
+            else now + timedelta(seconds=ext_expires_in)
+        ),
     )
+
+
+def _narrowed_scopes(previous: TokenSet, fresh: TokenSet) -> list[str]:
+    """Scopes the previous grant had that a refresh response no longer lists."""
+    if previous.scope is None or fresh.scope is None:
+        return []
+    now_granted = set(fresh.scope.split())
+    return [s for s in previous.scope.split() if s not in now_granted]
 
 
 def _scope_value(provider: ResolvedProvider, scopes: tuple[str, ...]) -> str:
@@ -298,8 +317,18 @@ class TokenEndpointClient:
             body = dict(await self._post(provider, provider.refresh_url, client, form))
         fresh = token_set_from_response(
             provider, body, client_id=client.client_id, grant="authorization_code"
-        )
-        return fresh.merged_with_previous(current)
+        ).merged_with_previous(current)
+        dropped = _narrowed_scopes(current, fresh)
+        if dropped:
+            # Not an error: the provider (an administrator, granular consent) decided.
+            # Upstream calls needing a dropped scope will fail there; reauthorizing asks
+            # the user again. Scope names only, never tokens.
+            log.warning(
+                "%s narrowed the granted scopes on refresh; dropped: %s",
+                provider.spec.display_name,
+                " ".join(dropped)[:300],
+            )
+        return fresh
 
     async def client_credentials(
         self, provider: ResolvedProvider, client: OAuthClient, scopes: tuple[str, ...] | None = None

@@ -207,8 +207,8 @@ class TokenRefresher:
 
     def _during_backoff(self, tokens: TokenSet, until: datetime) -> TokenSet:
         now = self.clock()
-        if not tokens.is_expired(now):
-            return tokens  # still valid: serve it rather than fail
+        if tokens.usable_during_outage(now):
+            return tokens  # still valid (or extended): serve it rather than fail
         raise RefreshBackoffError(
             "refreshing the connection's token failed recently; retry later",
             retry_after=(until - now).total_seconds(),
@@ -314,7 +314,7 @@ class TokenRefresher:
             except TransientProviderError as exc:
                 until = await self._start_backoff(store, lease, exc.retry_after)
                 log.warning("token refresh failed transiently", extra={"key": store.key})
-                if not tokens.is_expired(self.clock()):
+                if tokens.usable_during_outage(self.clock()):
                     return tokens
                 raise RefreshBackoffError(
                     "the OAuth provider is unavailable; retry later",

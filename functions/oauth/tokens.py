@@ -51,6 +51,9 @@ class TokenSet:
     grant: GrantKind = "authorization_code"
     # The redirect URI the grant was obtained with: `{RedirectUrl}` of refresh templates.
     redirect_uri: str | None = None
+    # Entra ID's `ext_expires_in`: the resource keeps accepting the token this long when
+    # the token service is down. Used only while refreshing fails transiently.
+    extended_expires_at: datetime | None = None
 
     def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
         """True when the access token expires within `seconds` (never, without expiry)."""
@@ -61,6 +64,14 @@ class TokenSet:
 
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_within(0, now)
+
+    def usable_during_outage(self, now: datetime | None = None) -> bool:
+        """Still worth sending while the provider cannot refresh it: not expired, or
+        within the extended lifetime the provider granted (`ext_expires_in`)."""
+        if not self.is_expired(now):
+            return True
+        now = now or datetime.now(UTC)
+        return self.extended_expires_at is not None and self.extended_expires_at > now
 
     @property
     def lifetime_seconds(self) -> float | None:
@@ -90,11 +101,16 @@ class TokenSet:
         return self.grant == "client_credentials" or bool(self.refresh_token)
 
     def merged_with_previous(self, previous: TokenSet) -> TokenSet:
-        """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6)."""
+        """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6),
+        and the previous scope when it omits `scope` (§5.1: omitted when unchanged)."""
+        scope = self.scope if self.scope is not None else previous.scope
         if self.refresh_token:
-            return replace(self, redirect_uri=self.redirect_uri or previous.redirect_uri)
+            return replace(
+                self, redirect_uri=self.redirect_uri or previous.redirect_uri, scope=scope
+            )
         return replace(
             self,
+            scope=scope,
             redirect_uri=self.redirect_uri or previous.redirect_uri,
             refresh_token=previous.refresh_token,
             refresh_token_expires_at=previous.refresh_token_expires_at,
@@ -113,6 +129,7 @@ class TokenSet:
             "obtained_at": _iso(self.obtained_at),
             "grant": self.grant,
             "redirect_uri": self.redirect_uri,
+            "extended_expires_at": _iso(self.extended_expires_at),
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -129,6 +146,7 @@ class TokenSet:
             obtained_at=_parse_time(data.get("obtained_at")) or datetime.now(UTC),
             grant=data.get("grant") or "authorization_code",
             redirect_uri=data.get("redirect_uri") or None,
+            extended_expires_at=_parse_time(data.get("extended_expires_at")),
         )
 
     def to_secret(self, existing: str | None = None) -> str:
