@@ -353,29 +353,53 @@ class TokenEndpointClient:
         )
 
     async def revoke(
-        self, provider: ResolvedProvider, client: OAuthClient, token: str, hint: str
+        self, provider: ResolvedProvider, client: OAuthClient, tokens: TokenSet
     ) -> bool:
-        """Revoke a token at the provider (RFC 7009 §2.1), with the same client
-        authentication as the token endpoint. True when the provider confirmed (200);
-        False when it has no revocation endpoint. Transport errors raise
-        TransientProviderError."""
+        """Revoke a connection's grant at the provider. True when the provider confirmed;
+        False when it has no revocation endpoint or refused. Transport errors raise
+        TransientProviderError.
+
+        * `rfc7009` (RFC 7009 §2.1): POST the refresh token (or the access token when
+          there is none) with its `token_type_hint`, client authentication as at the
+          token endpoint; 200 means done.
+        * `delete-json-access-token` (GitHub's "delete an app authorization", not RFC
+          7009): DELETE `{client_id}` URL with JSON `{"access_token": ...}` and HTTP Basic
+          client authentication; 204 means the user's whole grant for the app is gone
+          (every token, as RFC 7009 servers do for a refresh token).
+        """
         if provider.revocation_url is None:
             return False
         spec = provider.spec
-        data = {"token": token, "token_type_hint": hint}
-        extra: dict[str, Any] = {}
-        if spec.client_auth == "basic" and client.client_secret is not None:
-            extra["auth"] = httpx.BasicAuth(
-                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-            )
-        else:
-            data["client_id"] = client.client_id
-            if client.client_secret is not None:
-                data["client_secret"] = client.client_secret
+        url = provider.revocation_url.replace("{client_id}", quote(client.client_id, safe=""))
         try:
-            response = await self.http.post(
-                provider.revocation_url, data=data, timeout=self.timeout, **extra
+            if spec.revocation_request == "delete-json-access-token":
+                if client.client_secret is None:
+                    return False  # Basic client authentication is required
+                response = await self.http.request(
+                    "DELETE",
+                    url,
+                    json={"access_token": tokens.access_token},
+                    auth=httpx.BasicAuth(client.client_id, client.client_secret),
+                    headers={"Accept": "application/json"},
+                    timeout=self.timeout,
+                )
+                return response.status_code in (200, 204)
+            token, hint = (
+                (tokens.refresh_token, "refresh_token")
+                if tokens.refresh_token
+                else (tokens.access_token, "access_token")
             )
+            data = {"token": token, "token_type_hint": hint}
+            extra: dict[str, Any] = {}
+            if spec.client_auth == "basic" and client.client_secret is not None:
+                extra["auth"] = httpx.BasicAuth(
+                    quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+                )
+            else:
+                data["client_id"] = client.client_id
+                if client.client_secret is not None:
+                    data["client_secret"] = client.client_secret
+            response = await self.http.post(url, data=data, timeout=self.timeout, **extra)
         except httpx.HTTPError as exc:
             raise TransientProviderError(
                 f"{spec.display_name} revocation endpoint unreachable"

@@ -471,12 +471,7 @@ class OAuthService:
                 else None
             )
             binding = await self.binding_for_connection(connector, definition, connection)
-            token, hint = (
-                (tokens.refresh_token, "refresh_token")
-                if tokens.refresh_token
-                else (tokens.access_token, "access_token")
-            )
-            return await self._tokens.revoke(binding.provider, binding.client, token, hint)
+            return await self._tokens.revoke(binding.provider, binding.client, tokens)
         except GatewayError as exc:
             log.warning("could not revoke the grant of connection %s: %s", connection.id, exc.code)
             return False
