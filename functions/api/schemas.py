@@ -211,6 +211,9 @@ class ConnectorImport(Strict):
     script: str | None = None
     baseUrl: str | None = Field(default=None, max_length=2048)
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Write-only (issue 18): the secret of the definition's own OAuth client id, as
+    # `paconn create --secret`; kept in the secret store, never returned.
+    clientSecret: str | None = Field(default=None, min_length=1, max_length=4000, repr=False)
 
 
 class OperationCall(Strict):

@@ -9,12 +9,14 @@ when every folder was read, 2 otherwise. Nothing a folder contains can produce a
 traceback: every failure becomes that folder's error line.
 
     python -m functions connectors import DIR [--base-url URL] [--name NAME]
-        [--gateway URL] [--token TOKEN | --user NAME]
+        [--gateway URL] [--token TOKEN | --user NAME] [--client-secret-from file:PATH|env:NAME]
 
 uploads the folder's files unchanged (`POST {gateway}/api/connectors/import`,
 multipart/form-data: files `apiDefinition`, `apiProperties` when present, `script` when
 `script.csx` is present; fields `baseUrl` and `name` when given; file names matched as
-`inspect` matches them). The gateway is `--gateway`, else $GATEWAY_URL, else
+`inspect` matches them; field `clientSecret`, the secret of the definition's own OAuth
+client id, read from a file or an environment variable, when `--client-secret-from` is
+given). The gateway is `--gateway`, else $GATEWAY_URL, else
 http://127.0.0.1:7071. The bearer token is `--token`, else a development token minted
 for `--user` when given, else $GATEWAY_TOKEN, else a development token for "alice"
 (the key as `python -m functions token` finds it). Prints the created connector as one
@@ -83,6 +85,13 @@ def register(subparsers: Any) -> None:
         "--gateway",
         help=f"gateway URL (default: ${GATEWAY_URL_SETTING}, else {DEFAULT_GATEWAY_URL})",
     )
+    importer.add_argument(
+        "--client-secret-from",
+        metavar="file:PATH|env:NAME",
+        help="the secret of the definition's own OAuth client id (as paconn create "
+        "--secret), read from a file or an environment variable, never from the command "
+        "line; stored in the gateway's secret store",
+    )
     who = importer.add_mutually_exclusive_group()
     who.add_argument("--token", help=f"bearer token (default: ${GATEWAY_TOKEN_SETTING})")
     who.add_argument(
@@ -140,7 +149,40 @@ def run_import(args: argparse.Namespace) -> int:
         for name, value in (("baseUrl", args.base_url), ("name", args.name))
         if value is not None
     }
+    if args.client_secret_from is not None:
+        try:
+            fields["clientSecret"] = _client_secret(args.client_secret_from)
+        except _ImportFailed as failure:
+            return _fail(failure.message, failure.status)
     return _post_import(gateway.rstrip("/") + IMPORT_ROUTE, token, files, fields)
+
+
+def _client_secret(source: str) -> str:
+    """The OAuth client secret from `file:PATH` or `env:NAME` (issue 18). A secret on
+    the command line would be in the shell history and visible to `ps`; so it is read
+    from where the user keeps it. Messages name the source, never the value."""
+    kind, _, where = source.partition(":")
+    if kind == "file" and where:
+        try:
+            value = Path(where).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            message = f"client secret file {where}: cannot be read ({reason})"
+            raise _ImportFailed(message, EXIT_INVALID) from None
+    elif kind == "env" and where:
+        value = os.environ.get(where, "").strip()
+        if not value:
+            raise _ImportFailed(
+                f"client secret: environment variable {where} is not set", EXIT_INVALID
+            )
+    else:
+        raise _ImportFailed(
+            "--client-secret-from takes file:PATH or env:NAME (never the secret itself)",
+            EXIT_INVALID,
+        )
+    if not value:
+        raise _ImportFailed(f"client secret file {where} is empty", EXIT_INVALID)
+    return value
 
 
 class _ImportFailed(Exception):

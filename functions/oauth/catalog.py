@@ -31,6 +31,15 @@ these, never on a provider's name):
     pkce                  send a PKCE S256 challenge (RFC 7636; default true)
     clientCredentials     supports the client-credentials grant (RFC 6749 §4.4)
     invalidGrantErrors    provider error codes that mean `invalid_grant`
+    revocationUrl         template of the token revocation endpoint, for providers
+                          without discovery (discovery's `revocation_endpoint` otherwise);
+                          may name `{client_id}`, filled with the connector's client id
+    revocationRequest     "rfc7009" (POST form `token` + `token_type_hint`, the refresh
+                          token when there is one; client auth as `clientAuth`; 200) |
+                          "delete-json-access-token" (DELETE with JSON
+                          `{"access_token": ...}` and HTTP Basic client auth; 204: the
+                          whole grant of that user and app is deleted, as GitHub's
+                          `DELETE /applications/{client_id}/grant`)
     requestTemplates      the connector's settings may carry request templates (query
                           strings and bodies, Power Platform `oauth2generic`): settings
                           `authorization_query_template`, `token_query_template`,
@@ -104,6 +113,8 @@ _KNOWN_KEYS = {
     "clientCredentials",
     "invalidGrantErrors",
     "requestTemplates",
+    "revocationUrl",
+    "revocationRequest",
 }
 _TEMPLATE_KEYS = (
     "authorizationUrl",
@@ -113,7 +124,11 @@ _TEMPLATE_KEYS = (
     "issuer",
     "msalAuthority",
     "msalOidcAuthority",
+    "revocationUrl",
 )
+# Placeholders filled when the request is made, not from the connector's settings.
+_RUNTIME_PLACEHOLDERS = {"revocationUrl": frozenset({"client_id"})}
+RevocationRequest = Literal["rfc7009", "delete-json-access-token"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,8 @@ class ProviderSpec:
     client_credentials: bool = False
     invalid_grant_errors: frozenset[str] = frozenset()
     request_templates: bool = False
+    revocation_url: str | None = None
+    revocation_request: RevocationRequest = "rfc7009"
 
     @property
     def is_oidc(self) -> bool:
@@ -249,7 +266,8 @@ class ProviderSpec:
         for key, template in templates.items():
             if template is None:
                 continue
-            used = _PLACEHOLDER.findall(template)
+            runtime = _RUNTIME_PLACEHOLDERS.get(key, frozenset())
+            used = [n for n in _PLACEHOLDER.findall(template) if n not in runtime]
             for name in used:
                 if name not in parameters:
                     bad(key, f"uses {{{name}}} but 'parameters' does not declare it")
@@ -260,7 +278,8 @@ class ProviderSpec:
                 ):
                     bad(key, f"url parameter {{{name}}} must start the template")
             if not used:
-                _check_static_url(template, lambda m, key=key: bad(key, m))
+                static = _PLACEHOLDER.sub("x", template)
+                _check_static_url(static, lambda m, key=key: bad(key, m))
 
         if templates["tokenUrl"] is None and templates["discoveryUrl"] is None:
             bad("tokenUrl", "required unless discoveryUrl is given")
@@ -291,6 +310,9 @@ class ProviderSpec:
         client_credentials = flag("clientCredentials", False)
         invalid_grant_errors = frozenset(string_list("invalidGrantErrors"))
         request_templates = flag("requestTemplates", False)
+        revocation_request = choice(
+            "revocationRequest", ("rfc7009", "delete-json-access-token"), "rfc7009"
+        )
         if request_templates and token_client != "http":  # noqa: S105 - a setting's name, not a secret
             bad("requestTemplates", "request templates need tokenClient http")
 
@@ -324,6 +346,8 @@ class ProviderSpec:
             client_credentials=client_credentials,
             invalid_grant_errors=invalid_grant_errors,
             request_templates=request_templates,
+            revocation_url=templates["revocationUrl"],
+            revocation_request=revocation_request,  # type: ignore[arg-type]
         )
 
 
@@ -362,10 +386,13 @@ def render_template(spec: ProviderSpec, template: str, values: Mapping[str, str]
     resolved = _resolve_values(spec, values)
 
     def substitute(match: re.Match[str]) -> str:
-        return resolved[match.group(1)]
+        name = match.group(1)
+        if name not in resolved and name == "client_id":
+            return match.group(0)  # a runtime placeholder (revocationUrl)
+        return resolved[name]
 
     url = _PLACEHOLDER.sub(substitute, template)
-    _check_static_url(url, lambda m: _raise(spec, m))
+    _check_static_url(_PLACEHOLDER.sub("x", url), lambda m: _raise(spec, m))
     return url.rstrip("/") if template.endswith("}") else url
 
 
@@ -398,7 +425,8 @@ def _missing(spec: ProviderSpec, template: str | None, values: Mapping[str, str]
     if template is None:
         return []
     resolved = _resolve_values(spec, values)
-    return [n for n in _PLACEHOLDER.findall(template) if n not in resolved]
+    runtime = _RUNTIME_PLACEHOLDERS["revocationUrl"]
+    return [n for n in _PLACEHOLDER.findall(template) if n not in resolved and n not in runtime]
 
 
 def _check_settings(spec: ProviderSpec, values: Mapping[str, str]) -> None:
@@ -410,6 +438,7 @@ def _check_settings(spec: ProviderSpec, values: Mapping[str, str]) -> None:
         "msal_authority",
         "msal_oidc_authority",
         "issuer",
+        "revocation_url",
     ):
         missing = _missing(spec, getattr(spec, key), values)
         if missing:
@@ -498,7 +527,8 @@ class ProviderCatalog:
         authorization_url = render(spec.authorization_url)
         token_url = render(spec.token_url)
         issuer = render(spec.issuer)
-        revocation_url: str | None = None
+        # A documented static endpoint (providers without discovery); else discovery's.
+        revocation_url: str | None = render(spec.revocation_url)
         if spec.discovery_url is not None:
             if http is None:
                 raise CatalogError(f"provider {spec.id!r} uses discovery: pass an http client")
@@ -507,7 +537,8 @@ class ProviderCatalog:
             token_url = token_url or metadata["token_endpoint"]
             issuer = issuer or metadata.get("issuer")
             revocation = metadata.get("revocation_endpoint")
-            revocation_url = revocation if isinstance(revocation, str) else None
+            if revocation_url is None and isinstance(revocation, str):
+                revocation_url = revocation
         assert authorization_url is not None and token_url is not None
         return ResolvedProvider(
             spec=spec,

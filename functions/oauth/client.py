@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import math
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -47,6 +49,8 @@ from functions.oauth.errors import (
 )
 from functions.oauth.templates import append_pairs, append_query
 from functions.oauth.tokens import GrantKind, OAuthClient, TokenSet
+
+log = logging.getLogger(__name__)
 
 _TRANSIENT_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
 # Scopes msal adds itself and refuses to be given.
@@ -140,9 +144,16 @@ def token_set_from_response(
     if not isinstance(access_token, str) or not access_token:
         raise ProviderError(f"{spec.display_name} token response has no access_token")
     expires_in = _number(source.get("expires_in"))
+    if expires_in is not None and (expires_in <= 0 or not math.isfinite(expires_in)):
+        # 0 (or a negative or non-finite value) cannot be a lifetime to schedule by: a
+        # token "expired on arrival" would be refreshed on every call. Treated as absent.
+        expires_in = None
     if expires_in is None and spec.default_lifetime_seconds:
         expires_in = float(spec.default_lifetime_seconds)
     refresh_expires_in = _number(source.get("refresh_token_expires_in"))
+    ext_expires_in = _number(source.get("ext_expires_in"))
+    if ext_expires_in is None or expires_in is None or not ext_expires_in > expires_in:
+        ext_expires_in = None  # only an extension of a known lifetime means anything
     claims = (
         source.get("id_token_claims") if isinstance(source.get("id_token_claims"), dict) else None
     )
@@ -163,7 +174,20 @@ def token_set_from_response(
         id_token_claims=claims,
         obtained_at=now,
         grant=grant,
+        extended_expires_at=(
+            None
+            if ext_expires_in is None or not math.isfinite(ext_expires_in)
+            else now + timedelta(seconds=ext_expires_in)
+        ),
     )
+
+
+def _narrowed_scopes(previous: TokenSet, fresh: TokenSet) -> list[str]:
+    """Scopes the previous grant had that a refresh response no longer lists."""
+    if previous.scope is None or fresh.scope is None:
+        return []
+    now_granted = set(fresh.scope.split())
+    return [s for s in previous.scope.split() if s not in now_granted]
 
 
 def _scope_value(provider: ResolvedProvider, scopes: tuple[str, ...]) -> str:
@@ -293,8 +317,18 @@ class TokenEndpointClient:
             body = dict(await self._post(provider, provider.refresh_url, client, form))
         fresh = token_set_from_response(
             provider, body, client_id=client.client_id, grant="authorization_code"
-        )
-        return fresh.merged_with_previous(current)
+        ).merged_with_previous(current)
+        dropped = _narrowed_scopes(current, fresh)
+        if dropped:
+            # Not an error: the provider (an administrator, granular consent) decided.
+            # Upstream calls needing a dropped scope will fail there; reauthorizing asks
+            # the user again. Scope names only, never tokens.
+            log.warning(
+                "%s narrowed the granted scopes on refresh; dropped: %s",
+                provider.spec.display_name,
+                " ".join(dropped)[:300],
+            )
+        return fresh
 
     async def client_credentials(
         self, provider: ResolvedProvider, client: OAuthClient, scopes: tuple[str, ...] | None = None
@@ -319,29 +353,53 @@ class TokenEndpointClient:
         )
 
     async def revoke(
-        self, provider: ResolvedProvider, client: OAuthClient, token: str, hint: str
+        self, provider: ResolvedProvider, client: OAuthClient, tokens: TokenSet
     ) -> bool:
-        """Revoke a token at the provider (RFC 7009 §2.1), with the same client
-        authentication as the token endpoint. True when the provider confirmed (200);
-        False when it has no revocation endpoint. Transport errors raise
-        TransientProviderError."""
+        """Revoke a connection's grant at the provider. True when the provider confirmed;
+        False when it has no revocation endpoint or refused. Transport errors raise
+        TransientProviderError.
+
+        * `rfc7009` (RFC 7009 §2.1): POST the refresh token (or the access token when
+          there is none) with its `token_type_hint`, client authentication as at the
+          token endpoint; 200 means done.
+        * `delete-json-access-token` (GitHub's "delete an app authorization", not RFC
+          7009): DELETE `{client_id}` URL with JSON `{"access_token": ...}` and HTTP Basic
+          client authentication; 204 means the user's whole grant for the app is gone
+          (every token, as RFC 7009 servers do for a refresh token).
+        """
         if provider.revocation_url is None:
             return False
         spec = provider.spec
-        data = {"token": token, "token_type_hint": hint}
-        extra: dict[str, Any] = {}
-        if spec.client_auth == "basic" and client.client_secret is not None:
-            extra["auth"] = httpx.BasicAuth(
-                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-            )
-        else:
-            data["client_id"] = client.client_id
-            if client.client_secret is not None:
-                data["client_secret"] = client.client_secret
+        url = provider.revocation_url.replace("{client_id}", quote(client.client_id, safe=""))
         try:
-            response = await self.http.post(
-                provider.revocation_url, data=data, timeout=self.timeout, **extra
+            if spec.revocation_request == "delete-json-access-token":
+                if client.client_secret is None:
+                    return False  # Basic client authentication is required
+                response = await self.http.request(
+                    "DELETE",
+                    url,
+                    json={"access_token": tokens.access_token},
+                    auth=httpx.BasicAuth(client.client_id, client.client_secret),
+                    headers={"Accept": "application/json"},
+                    timeout=self.timeout,
+                )
+                return response.status_code in (200, 204)
+            token, hint = (
+                (tokens.refresh_token, "refresh_token")
+                if tokens.refresh_token
+                else (tokens.access_token, "access_token")
             )
+            data = {"token": token, "token_type_hint": hint}
+            extra: dict[str, Any] = {}
+            if spec.client_auth == "basic" and client.client_secret is not None:
+                extra["auth"] = httpx.BasicAuth(
+                    quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+                )
+            else:
+                data["client_id"] = client.client_id
+                if client.client_secret is not None:
+                    data["client_secret"] = client.client_secret
+            response = await self.http.post(url, data=data, timeout=self.timeout, **extra)
         except httpx.HTTPError as exc:
             raise TransientProviderError(
                 f"{spec.display_name} revocation endpoint unreachable"

@@ -2,8 +2,12 @@
 
 Contract (for one connection):
 
-* A token that is not within the provider's refresh margin of expiry is returned as is:
-  no I/O when the caller passes the `StoredTokens` it already has.
+* A token that is not due is returned as is: no I/O when the caller passes the
+  `StoredTokens` it already has. Due means: less than min(provider margin, half the
+  lifetime the provider granted) remains (`TokenSet.needs_refresh`), so a 6-second or a
+  5-minute token is refreshed once per lifetime, not on every call after the first
+  refresh. A token without an expiry is never due; a 401 from the upstream forces one
+  refresh (`force=True`).
 * In one process, concurrent callers share one refresh (one task per connection).
 * Across processes, one refresh per expiry: the refreshing process holds a lease on the
   connection's table entity (`ConnectionTokenStore.acquire_lease`), re-reads after
@@ -32,6 +36,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -116,8 +121,11 @@ class TokenRefresher:
         poll_interval: float = 0.1,
         backoff_initial: float = 5.0,
         backoff_max: float = 300.0,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.tokens = tokens
+        # Wall clock for expiry decisions; tests inject one to move time without sleeping.
+        self.clock = clock
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
@@ -149,7 +157,7 @@ class TokenRefresher:
             current = await store.read_current()
         tokens = self._usable(current)
         margin = provider.spec.refresh_margin_seconds
-        if not force and not tokens.expires_within(margin):
+        if not force and not tokens.needs_refresh(margin, self.clock()):
             return tokens
         backoff = self._backoff_until(store.key, current)
         if backoff is not None:
@@ -170,7 +178,9 @@ class TokenRefresher:
         """True when `stored` should be refreshed now (used by the timer job)."""
         if stored.tokens is None or stored.status != STATUS_CONNECTED:
             return False
-        return stored.tokens.expires_within(provider.spec.refresh_margin_seconds, now)
+        return stored.tokens.needs_refresh(
+            provider.spec.refresh_margin_seconds, now or self.clock()
+        )
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -191,24 +201,24 @@ class TokenRefresher:
         return stored.tokens
 
     def _backoff_until(self, key: str, stored: StoredTokens) -> datetime | None:
-        now = _utcnow()
+        now = self.clock()
         candidates = [t for t in (self._cooldown.get(key), stored.backoff_until) if t and t > now]
         return max(candidates) if candidates else None
 
-    @staticmethod
-    def _during_backoff(tokens: TokenSet, until: datetime) -> TokenSet:
-        if not tokens.is_expired():
-            return tokens  # still valid: serve it rather than fail
+    def _during_backoff(self, tokens: TokenSet, until: datetime) -> TokenSet:
+        now = self.clock()
+        if tokens.usable_during_outage(now):
+            return tokens  # still valid (or extended): serve it rather than fail
         raise RefreshBackoffError(
             "refreshing the connection's token failed recently; retry later",
-            retry_after=(until - _utcnow()).total_seconds(),
+            retry_after=(until - now).total_seconds(),
         )
 
     def _is_fresh_after(self, latest: StoredTokens, start: StoredTokens, margin: int) -> bool:
         return (
             latest.version != start.version
             and latest.tokens is not None
-            and not latest.tokens.expires_within(margin)
+            and not latest.tokens.needs_refresh(margin, self.clock())
         )
 
     async def _refresh(
@@ -231,7 +241,7 @@ class TokenRefresher:
                     latest = await store.read_current()
                     tokens = self._usable(latest)
                     if self._is_fresh_after(latest, start, margin) or (
-                        not force and not tokens.expires_within(margin)
+                        not force and not tokens.needs_refresh(margin, self.clock())
                     ):
                         return tokens
                     backoff = self._backoff_until(store.key, latest)
@@ -250,7 +260,7 @@ class TokenRefresher:
             if backoff is not None:
                 return self._during_backoff(tokens, backoff)
             if time.monotonic() > deadline:
-                if not tokens.is_expired():
+                if not tokens.is_expired(self.clock()):
                     return tokens
                 raise RefreshBackoffError(
                     "another instance is still refreshing the connection's token", retry_after=1
@@ -267,7 +277,7 @@ class TokenRefresher:
         margin = provider.spec.refresh_margin_seconds
         tokens = self._usable(latest)
         if not tokens.renewable:
-            if not tokens.is_expired():
+            if not tokens.is_expired(self.clock()):
                 return tokens
             await store.mark_reauthorization_required("expired_without_refresh_token", lease)
             raise ReauthorizationRequiredError(
@@ -289,7 +299,7 @@ class TokenRefresher:
                     log.info(
                         "refresh lost a race; using the newer tokens", extra={"key": store.key}
                     )
-                    if not newer.expires_within(margin):
+                    if not newer.needs_refresh(margin, self.clock()):
                         return newer
                     tokens = newer
                     continue
@@ -304,11 +314,11 @@ class TokenRefresher:
             except TransientProviderError as exc:
                 until = await self._start_backoff(store, lease, exc.retry_after)
                 log.warning("token refresh failed transiently", extra={"key": store.key})
-                if not tokens.is_expired():
+                if tokens.usable_during_outage(self.clock()):
                     return tokens
                 raise RefreshBackoffError(
                     "the OAuth provider is unavailable; retry later",
-                    retry_after=(until - _utcnow()).total_seconds(),
+                    retry_after=(until - self.clock()).total_seconds(),
                 ) from exc
             except ProviderError:
                 # Not the user's grant (e.g. invalid_client: connector misconfigured):
@@ -328,7 +338,7 @@ class TokenRefresher:
         self._failures[store.key] = failures
         delay = min(self.backoff_max, self.backoff_initial * 2 ** (failures - 1))
         delay = max(delay, min(retry_after or 0.0, self.backoff_max))
-        until = _utcnow() + timedelta(seconds=delay)
+        until = self.clock() + timedelta(seconds=delay)
         self._cooldown[store.key] = until
         await store.record_backoff(until, lease)
         return until

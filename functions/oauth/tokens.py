@@ -13,6 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 SECRET_FORMAT = 1
+# A token is due for refresh when less than min(provider margin, this fraction of the
+# lifetime the provider granted) remains: short-lived tokens (60 s to 5 min, shorter
+# than the usual 300 s margin) are then refreshed once per lifetime, not on every call.
+# Half, as msal schedules its own proactive refresh (`refresh_in`).
+REFRESH_LIFETIME_FRACTION = 0.5
 GrantKind = Literal["authorization_code", "client_credentials"]
 
 
@@ -46,6 +51,9 @@ class TokenSet:
     grant: GrantKind = "authorization_code"
     # The redirect URI the grant was obtained with: `{RedirectUrl}` of refresh templates.
     redirect_uri: str | None = None
+    # Entra ID's `ext_expires_in`: the resource keeps accepting the token this long when
+    # the token service is down. Used only while refreshing fails transiently.
+    extended_expires_at: datetime | None = None
 
     def expires_within(self, seconds: float, now: datetime | None = None) -> bool:
         """True when the access token expires within `seconds` (never, without expiry)."""
@@ -57,16 +65,52 @@ class TokenSet:
     def is_expired(self, now: datetime | None = None) -> bool:
         return self.expires_within(0, now)
 
+    def usable_during_outage(self, now: datetime | None = None) -> bool:
+        """Still worth sending while the provider cannot refresh it: not expired, or
+        within the extended lifetime the provider granted (`ext_expires_in`)."""
+        if not self.is_expired(now):
+            return True
+        now = now or datetime.now(UTC)
+        return self.extended_expires_at is not None and self.extended_expires_at > now
+
+    @property
+    def lifetime_seconds(self) -> float | None:
+        """The lifetime the provider granted (`expires_in`), None without an expiry."""
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - self.obtained_at).total_seconds()
+
+    def refresh_margin(self, provider_margin: float) -> float:
+        """Seconds before expiry at which this token is due for refresh: the provider's
+        margin, scaled down to `REFRESH_LIFETIME_FRACTION` of the granted lifetime."""
+        lifetime = self.lifetime_seconds
+        if lifetime is None:
+            return 0.0
+        if lifetime <= 0:
+            return float(provider_margin)
+        return min(float(provider_margin), lifetime * REFRESH_LIFETIME_FRACTION)
+
+    def needs_refresh(self, provider_margin: float, now: datetime | None = None) -> bool:
+        """True when the token is within its (lifetime-scaled) refresh margin of expiry.
+        A token without an expiry is never due: it is renewed when the upstream rejects
+        it (a 401 forces one refresh)."""
+        return self.expires_within(self.refresh_margin(provider_margin), now)
+
     @property
     def renewable(self) -> bool:
         return self.grant == "client_credentials" or bool(self.refresh_token)
 
     def merged_with_previous(self, previous: TokenSet) -> TokenSet:
-        """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6)."""
+        """Keep the previous refresh token when a refresh response omits one (RFC 6749 §6),
+        and the previous scope when it omits `scope` (§5.1: omitted when unchanged)."""
+        scope = self.scope if self.scope is not None else previous.scope
         if self.refresh_token:
-            return replace(self, redirect_uri=self.redirect_uri or previous.redirect_uri)
+            return replace(
+                self, redirect_uri=self.redirect_uri or previous.redirect_uri, scope=scope
+            )
         return replace(
             self,
+            scope=scope,
             redirect_uri=self.redirect_uri or previous.redirect_uri,
             refresh_token=previous.refresh_token,
             refresh_token_expires_at=previous.refresh_token_expires_at,
@@ -85,6 +129,7 @@ class TokenSet:
             "obtained_at": _iso(self.obtained_at),
             "grant": self.grant,
             "redirect_uri": self.redirect_uri,
+            "extended_expires_at": _iso(self.extended_expires_at),
         }
         return {k: v for k, v in data.items() if v is not None}
 
@@ -101,6 +146,7 @@ class TokenSet:
             obtained_at=_parse_time(data.get("obtained_at")) or datetime.now(UTC),
             grant=data.get("grant") or "authorization_code",
             redirect_uri=data.get("redirect_uri") or None,
+            extended_expires_at=_parse_time(data.get("extended_expires_at")),
         )
 
     def to_secret(self, existing: str | None = None) -> str:

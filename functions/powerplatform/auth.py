@@ -59,7 +59,42 @@ WELL_KNOWN_PROVIDERS: Mapping[str, Mapping[str, str]] = {
     },
 }
 _ENTRA_PROVIDERS = frozenset({"aad", "aadcertificate"})
+# Client ids certified connectors ship instead of a real one (the publisher's client is
+# configured by Microsoft): bracketed hints ("[[CLIENT ID]]", "[YOUR_CLIENT_ID]",
+# "{{CLIENT_ID}}", "<<Please add your clientID here>>"), filler words ("dummy",
+# "PLACEHOLDER_CLIENTID", "XXXXX") and the all-zero GUID. Real client ids (GUIDs,
+# provider-issued tokens such as "Iv1.8a61f9b3a7aba766") have no spaces or brackets.
+_PLACEHOLDER_WORDS = (
+    "dummy",
+    "placeholder",
+    "client_id",
+    "clientid",
+    "client-id",
+    "your",
+    "changeme",
+    "replace",
+    "todo",
+)
+_PLACEHOLDER_EXACT = frozenset({"none", "null", "undefined", "n/a", "na", "tbd", "test", "x"})
 _DEFAULT_LOGIN_URI = "https://login.microsoftonline.com"
+
+
+def is_placeholder_client_id(value: str | None) -> bool:
+    """True when a definition's `oAuthSettings.clientId` is not a real client id: empty,
+    bracketed, with spaces, a filler word, or a run of zeros or x's (GUID dashes
+    ignored). Such connectors need their client configured on the gateway."""
+    text = (value or "").strip()
+    if not text:
+        return True
+    lowered = text.lower()
+    if text[0] in "[{<(" or text[-1] in "]}>)" or "${" in text or "%" in text:
+        return True
+    if any(c.isspace() for c in text):
+        return True
+    if lowered in _PLACEHOLDER_EXACT or any(word in lowered for word in _PLACEHOLDER_WORDS):
+        return True
+    bare = lowered.replace("-", "")
+    return bare == "" or set(bare) <= {"0"} or set(bare) <= {"x"}
 
 
 def parse_connection_parameters(

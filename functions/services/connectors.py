@@ -21,6 +21,7 @@ from functions.identity.principal import Principal
 from functions.oauth import ProviderCatalog
 from functions.oauth.errors import CatalogError
 from functions.powerplatform import ConnectorDefinition, parse_definition
+from functions.powerplatform.auth import is_placeholder_client_id
 from functions.powerplatform.export import export_definition
 from functions.powerplatform.routing import Router, build_router
 from functions.services.access import ConnectorRole, connector_role
@@ -158,13 +159,18 @@ class ConnectorService:
         *,
         base_url: str | None = None,
         name: str | None = None,
+        client_secret: str | None = None,
     ) -> tuple[Connector, ConnectorDefinition]:
-        """Store an imported Power Platform connector. Nothing is stored on any error."""
+        """Store an imported Power Platform connector. Nothing is stored on any error.
+
+        `client_secret` (as `paconn create --secret`) is the secret of the definition's
+        own OAuth client id; it goes to the secret store only."""
         definition = imported.parse()
         chosen = base_url or definition.base_url
         if not chosen:
             message = "the definition has no host; pass baseUrl"
             raise ValidationFailedError(message, errors=[{"field": "baseUrl", "message": message}])
+        client_id = _definition_client_id(definition) if client_secret else None
         connector = Connector(
             id=new_id(),
             tenant_id=caller.tenant_id,
@@ -182,6 +188,15 @@ class ConnectorService:
         except BaseException:
             await self._definitions.delete(connector.tenant_id, connector.id)
             raise
+        if client_id is not None:
+            try:
+                connector = await self._save_oauth_client(
+                    connector, OAuthClientInput(client_id, client_secret)
+                )
+            except BaseException:
+                await self._store.delete_connector(connector.tenant_id, connector.id)
+                await self._definitions.delete(connector.tenant_id, connector.id)
+                raise
         return connector, definition
 
     async def definition(self, connector: Connector) -> LoadedDefinition:
@@ -455,3 +470,23 @@ class ConnectorService:
         if connector.source == "powerplatform":
             await self._definitions.delete(caller.tenant_id, connector.id)
         await self._shares.delete_for_resource(caller.tenant_id, "connector", connector.id)
+
+
+def _definition_client_id(definition: ConnectorDefinition) -> str:
+    """The real OAuth client id a definition names, for a client secret given at import
+    (issue 18); 422 when it has none (only placeholders: set the client instead)."""
+    ids = {
+        option.oauth2.client_id
+        for option in definition.auth_options
+        if option.oauth2 is not None
+        and option.oauth2.client_id
+        and not is_placeholder_client_id(option.oauth2.client_id)
+    }
+    if len(ids) != 1:
+        message = (
+            "clientSecret needs the definition's own OAuth client id, but it "
+            + ("names several" if ids else "has none (only a placeholder, or no OAuth)")
+            + "; set the client with PUT /api/connectors/{id}/oauth-client instead"
+        )
+        raise ValidationFailedError(message, errors=[{"field": "clientSecret", "message": message}])
+    return ids.pop()

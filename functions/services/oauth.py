@@ -51,6 +51,7 @@ from functions.oauth.state_store import OAuthStateRecord
 from functions.oauth.table_store import TableConnectionTokenStore
 from functions.observability import correlation_id
 from functions.powerplatform import OAuth2Settings
+from functions.powerplatform.auth import is_placeholder_client_id
 from functions.services.connectors import ConnectorService, LoadedDefinition, connector_secret_name
 from functions.stores.audit import AuditEvent, AuditLog
 from functions.stores.secrets.cache import CachedSecretStore
@@ -209,13 +210,16 @@ class OAuthService:
                 option.oauth2, plain_parameters, secret_parameters
             )
             grant = "authorization_code"
-            # Definitions ship placeholder client ids ("[[CLIENT ID]]", "PLACEHOLDER_..."):
-            # an imported connector needs its client configured on the gateway.
+            # A client configured on the gateway (PUT .../oauth-client, or the import's
+            # client secret) wins; otherwise a custom connector's own client id is used.
+            # Certified connectors ship placeholders ("[[CLIENT ID]]", "PLACEHOLDER_...").
             client_id = connector.oauth_client.client_id if connector.oauth_client else None
-        if not client_id or client_id.startswith("[["):
+            if client_id is None and not is_placeholder_client_id(option.oauth2.client_id):
+                client_id = option.oauth2.client_id
+        if not client_id or is_placeholder_client_id(client_id):
             raise OAuthNotConfiguredError(
-                f"connector {connector.id} has no OAuth client id; "
-                f"PUT /api/connectors/{connector.id}/oauth-client first"
+                f"connector {connector.id} has no OAuth client id (its definition ships a "
+                f"placeholder); PUT /api/connectors/{connector.id}/oauth-client first"
             )
         secret = await self._client_secret(connector)
         try:
@@ -467,12 +471,7 @@ class OAuthService:
                 else None
             )
             binding = await self.binding_for_connection(connector, definition, connection)
-            token, hint = (
-                (tokens.refresh_token, "refresh_token")
-                if tokens.refresh_token
-                else (tokens.access_token, "access_token")
-            )
-            return await self._tokens.revoke(binding.provider, binding.client, token, hint)
+            return await self._tokens.revoke(binding.provider, binding.client, tokens)
         except GatewayError as exc:
             log.warning("could not revoke the grant of connection %s: %s", connection.id, exc.code)
             return False
@@ -530,8 +529,9 @@ class OAuthService:
                     binding = await self.binding_for_connection(connector, definition, connection)
                     store = self._token_store(connection)
                     current = await store.read_current()
+                    margin = binding.provider.spec.refresh_margin_seconds
                     if current.tokens is not None and not current.tokens.expires_within(
-                        horizon.total_seconds() + binding.provider.spec.refresh_margin_seconds
+                        horizon.total_seconds() + current.tokens.refresh_margin(margin)
                     ):
                         return
                     await self._refresher.ensure_fresh(

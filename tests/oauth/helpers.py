@@ -145,3 +145,36 @@ def refresh_worker(
             return list(await asyncio.gather(*(one() for _ in range(calls))))
 
     results.put(asyncio.run(main()))
+
+
+def wave_worker(
+    env: Env,
+    client: OAuthClient,
+    connection_id: str,
+    calls: int,
+    waves: int,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """A long-lived worker process (one event loop, one `TokenRefresher`, as a gateway
+    worker has): for each of `waves` waves, waits for the test to release the wave
+    through `barrier`, makes `calls` concurrent `ensure_fresh` calls and reports them."""
+
+    async def main() -> None:
+        async with env.http() as http:
+            provider = await oidc_provider(env, http)
+            refresher = TokenRefresher(TokenEndpointClient(http), poll_interval=0.05)
+            store = env.token_store(connection_id)
+
+            async def one() -> str:
+                try:
+                    tokens = await refresher.ensure_fresh(store, provider, client)
+                    return "ok:" + tokens.access_token
+                except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on any
+                    return f"error:{type(exc).__name__}:{exc}"
+
+            for _ in range(waves):
+                await asyncio.to_thread(barrier.wait)
+                results.put(list(await asyncio.gather(*(one() for _ in range(calls)))))
+
+    asyncio.run(main())

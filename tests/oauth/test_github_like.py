@@ -35,6 +35,7 @@ def github() -> Iterator[tuple[GitHubLikeProvider, ResolvedProvider]]:
                 authorization_url=f"{server.url}/login/oauth/authorize",
                 token_url=f"{server.url}/login/oauth/access_token",
                 refresh_url=f"{server.url}/login/oauth/access_token",
+                revocation_url=f"{server.url}/applications/{{client_id}}/grant",
             ),
         )
 
@@ -107,3 +108,43 @@ async def test_non_expiring_tokens_are_never_due(github):
         )
     assert tokens.expires_at is None and tokens.refresh_token is None
     assert not tokens.expires_within(10**9)
+
+
+def test_catalog_names_githubs_revocation_endpoint():
+    spec = default_catalog().get("github")
+    assert spec.revocation_url == "https://api.github.com/applications/{client_id}/grant"
+    assert spec.revocation_request == "delete-json-access-token"
+
+
+async def test_catalog_resolves_the_static_revocation_url():
+    provider = await default_catalog().resolve("github")
+    assert provider.revocation_url == "https://api.github.com/applications/{client_id}/grant"
+    salesforce = await default_catalog().resolve("salesforce", {"domain": "acme.my.salesforce.com"})
+    assert salesforce.revocation_url == "https://acme.my.salesforce.com/services/oauth2/revoke"
+
+
+async def test_revoke_deletes_the_whole_grant_with_basic_auth(github):
+    double, provider = github
+    async with httpx.AsyncClient(trust_env=False) as http:
+        client = TokenEndpointClient(http)
+        tokens = await client.exchange_code(
+            provider,
+            CLIENT,
+            code=double.issue_code("mona"),
+            redirect_uri="https://gw/cb",
+            code_verifier=None,
+        )
+        assert await client.revoke(provider, CLIENT, tokens) is True
+        request = double.requests[-1]
+        assert (
+            request["method"] == "DELETE" and request["path"] == f"/applications/{CLIENT_ID}/grant"
+        )
+        assert request["headers"]["authorization"].startswith("Basic ")
+        assert double.revoked_users == ["mona"]
+        # The refresh token died with the grant.
+        with pytest.raises(InvalidGrantError):
+            await client.refresh(provider, CLIENT, tokens)
+        # Already gone, or the wrong client secret: not confirmed (and no exception).
+        assert await client.revoke(provider, CLIENT, tokens) is False
+        wrong = OAuthClient(CLIENT_ID, "not-the-secret")
+        assert await client.revoke(provider, wrong, tokens) is False

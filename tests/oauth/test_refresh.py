@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -16,7 +19,14 @@ from functions.oauth import (
 )
 from tests.doubles.oidc.github_like import UnavailableProvider
 from tests.fixtures.oidc import REDIRECT_URI
-from tests.oauth.helpers import connect, expire_now, new_connection, oidc_provider, refresh_worker
+from tests.oauth.helpers import (
+    connect,
+    expire_now,
+    new_connection,
+    oidc_provider,
+    refresh_worker,
+    wave_worker,
+)
 from tests.servers import ThreadedServer
 
 
@@ -138,6 +148,102 @@ async def test_fifty_calls_in_four_processes_cause_one_refresh(env, oidc, http, 
     assert oidc.token_requests("refresh_token") == 1
     assert oidc.token_requests("refresh_token", 200) == 1
     assert (await store.read_current()).tokens.access_token == outcomes[0][3:]
+
+
+async def test_short_lived_tokens_are_refreshed_once_per_lifetime_in_every_wave(
+    env, oidc, http, oauth_client
+):
+    """6-second tokens (shorter than the 300 s provider margin), 4 long-lived worker
+    processes, 50 concurrent calls per wave. A wave released once the token is due makes
+    exactly one refresh; a wave released right after, while the new token still has most
+    of its life, makes none. Repeated, so the first refresh's token is not itself
+    "due from birth" (the fixed-margin bug refreshed on every call after the first)."""
+    ttl = 6
+    oidc.configure(accessTokenTtl=ttl, tokenDelayMs=200)  # the delay widens the race
+    connection_id, store, _ = await connect(env, oidc, http, oauth_client, REDIRECT_URI)
+    margin = (await oidc_provider(env, http)).spec.refresh_margin_seconds
+    ctx = multiprocessing.get_context("spawn")
+    waves = 6  # due, fresh, due, fresh, due, fresh
+    barrier = ctx.Barrier(5)  # the four workers and this test
+    results = ctx.Queue()
+    calls = [13, 13, 12, 12]
+    workers = [
+        ctx.Process(
+            target=wave_worker,
+            args=(env, oauth_client, connection_id, n, waves, barrier, results),
+        )
+        for n in calls
+    ]
+    for w in workers:
+        w.start()
+    try:
+        for wave in range(waves):
+            current = (await store.read_current()).tokens
+            assert current is not None and current.lifetime_seconds is not None
+            assert current.refresh_margin(margin) == ttl / 2  # half the lifetime, not 300 s
+            due_wave = wave % 2 == 0
+            if due_wave:
+                # Wait for the token to become due: derived from its own expiry.
+                due_at = current.expires_at - timedelta(seconds=current.refresh_margin(margin))
+                wait = (due_at - current.obtained_at).total_seconds() - (
+                    time.time() - current.obtained_at.timestamp()
+                )
+                await asyncio.sleep(max(0.0, wait) + 0.2)
+                assert current.needs_refresh(margin)
+            else:
+                assert not current.needs_refresh(margin)  # most of its life remains
+            before = oidc.token_requests("refresh_token")
+            await asyncio.to_thread(barrier.wait, 120)
+            outcomes = [
+                item for _ in workers for item in await asyncio.to_thread(results.get, True, 120)
+            ]
+            stored = (await store.read_current()).tokens
+            assert stored is not None
+            errors = [o for o in outcomes if not o.startswith("ok:")]
+            assert len(outcomes) == 50 and errors == [], (wave, errors)
+            assert set(outcomes) == {"ok:" + stored.access_token}, wave
+            refreshes = oidc.token_requests("refresh_token") - before
+            if due_wave:
+                assert refreshes == 1, (wave, refreshes)
+                assert stored.access_token != current.access_token
+            else:
+                assert refreshes == 0, (wave, refreshes)
+                assert stored.access_token == current.access_token
+    finally:
+        for w in workers:
+            w.join(30)
+            if w.is_alive():
+                w.terminate()
+    assert oidc.token_requests("refresh_token", 200) == waves // 2
+
+
+async def test_margin_scales_with_the_granted_lifetime_and_follows_the_clock(
+    env, oidc, http, oauth_client
+):
+    """An injected clock moves time: a 5-minute token is not due at issue (the 300 s
+    margin alone would make it due at once), is due past half its life, and is refreshed
+    exactly once; the refreshed token is not due."""
+    oidc.configure(accessTokenTtl=300)
+    _, store, first = await connect(env, oidc, http, oauth_client, REDIRECT_URI)
+    provider = await oidc_provider(env, http)
+    now = [first.obtained_at]
+    refresher = TokenRefresher(TokenEndpointClient(http), clock=lambda: now[0])
+    assert first.refresh_margin(provider.spec.refresh_margin_seconds) == 150
+    for seconds in (0, 60, 149):
+        now[0] = first.obtained_at + timedelta(seconds=seconds)
+        assert await refresher.ensure_fresh(store, provider, oauth_client) == first
+    assert oidc.token_requests("refresh_token") == 0
+    now[0] = first.obtained_at + timedelta(seconds=151)
+    fresh = await refresher.ensure_fresh(store, provider, oauth_client)
+    assert fresh.access_token != first.access_token
+    # The new token's times come from the real clock: continue from its issue.
+    now[0] = fresh.obtained_at + timedelta(seconds=1)
+    for _ in range(10):
+        assert await refresher.ensure_fresh(store, provider, oauth_client) == fresh
+    assert oidc.token_requests("refresh_token") == 1
+    # An hour-long token keeps the provider's 300 s margin.
+    hour = replace(fresh, expires_at=fresh.obtained_at + timedelta(hours=1))
+    assert hour.refresh_margin(provider.spec.refresh_margin_seconds) == 300
 
 
 async def test_transient_errors_back_off_per_connection(env, oidc, http, oauth_client):

@@ -59,7 +59,9 @@ async def import_connector(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
     """Import a Power Platform definition pair, unchanged: multipart files
-    `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}."""
+    `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}.
+    Optional `clientSecret` (form field or JSON): the secret of the definition's own
+    OAuth client id (write-only, as `paconn create --secret`)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
         body = await _multipart_import(request)
@@ -67,7 +69,7 @@ async def import_connector(
         body = await json_body(request, ConnectorImport, limit=MAX_IMPORT_BYTES)
     imported = ImportedDefinition(body.apiDefinition, body.apiProperties, body.script)
     connector, definition = await gateway.connectors.import_definition(
-        caller, imported, base_url=body.baseUrl, name=body.name
+        caller, imported, base_url=body.baseUrl, name=body.name, client_secret=body.clientSecret
     )
     return ConnectorPublic.of(connector, inspect_dict(definition))
 
@@ -94,11 +96,11 @@ async def _multipart_import(request: Request) -> ConnectorImport:
     if script is not None:
         content = await script.read() if isinstance(script, UploadFile) else script.encode("utf-8")
         data["script"] = content.decode("utf-8", errors="replace")
-    for field in ("baseUrl", "name"):
+    for field in ("baseUrl", "name", "clientSecret"):
         value = form.get(field)
         if isinstance(value, str) and value:
             data[field] = value
-    unknown = set(form.keys()) - {*files, "script", "baseUrl", "name"}
+    unknown = set(form.keys()) - {*files, "script", "baseUrl", "name", "clientSecret"}
     if unknown:
         errors = [{"field": name, "message": "unknown field"} for name in sorted(unknown)]
         raise ValidationFailedError(

@@ -8,11 +8,17 @@
   set, as for GitHub Apps with expiring user tokens; otherwise no expiry and no refresh
   token (classic OAuth apps). Refresh tokens rotate.
 
+* `DELETE /applications/{client_id}/grant` ("delete an app authorization"): HTTP Basic
+  with the app's client id and secret, JSON `{"access_token": ...}`; deletes every token
+  of that user for the app and answers 204; 404 for wrong client credentials, 422 for an
+  unknown token (as GitHub documents it). Not RFC 7009.
+
 `UnavailableProvider.app` answers every token request 503 with Retry-After and counts them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -64,7 +70,9 @@ class GitHubLikeProvider:
     expiring: bool = True
     codes: dict[str, str] = field(default_factory=dict)  # code -> user
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # live refresh token -> user
+    access_tokens: dict[str, str] = field(default_factory=dict)  # live access token -> user
     requests: list[dict[str, Any]] = field(default_factory=list)
+    revoked_users: list[str] = field(default_factory=list)
 
     def issue_code(self, user: str = "octocat") -> str:
         code = secrets.token_hex(10)
@@ -73,6 +81,7 @@ class GitHubLikeProvider:
 
     def _tokens(self, user: str) -> dict[str, str]:
         body = {"access_token": "ghu_" + secrets.token_hex(18), "token_type": "bearer", "scope": ""}
+        self.access_tokens[body["access_token"]] = user
         if self.expiring:
             refresh = "ghr_" + secrets.token_hex(30)
             self.refresh_tokens[refresh] = user
@@ -86,7 +95,12 @@ class GitHubLikeProvider:
             await _lifespan(receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        form = dict(parse_qsl((await _body(receive)).decode()))
+        raw = await _body(receive)
+        if scope["method"] == "DELETE" and scope["path"] == f"/applications/{CLIENT_ID}/grant":
+            self.requests.append({"path": scope["path"], "method": "DELETE", "headers": headers})
+            await self._delete_grant(send, headers, raw)
+            return
+        form = dict(parse_qsl(raw.decode()))
         self.requests.append(
             {"path": scope["path"], "accept": headers.get("accept", ""), "form": form}
         )
@@ -114,6 +128,25 @@ class GitHubLikeProvider:
                 urlencode(body).encode(),
                 "application/x-www-form-urlencoded; charset=utf-8",
             )
+
+    async def _delete_grant(self, send: Any, headers: dict[str, str], raw: bytes) -> None:
+        expected = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if headers.get("authorization") != f"Basic {expected}":
+            await _send(send, 404, b'{"message":"Not Found"}', "application/json")
+            return
+        try:
+            token = json.loads(raw or b"{}").get("access_token")
+        except ValueError:
+            token = None
+        user = self.access_tokens.get(token) if isinstance(token, str) else None
+        if user is None:
+            await _send(send, 422, b'{"message":"Validation Failed"}', "application/json")
+            return
+        for table in (self.access_tokens, self.refresh_tokens):
+            for key in [k for k, v in table.items() if v == user]:
+                del table[key]
+        self.revoked_users.append(user)
+        await _send(send, 204, b"", "application/json")
 
 
 @dataclass

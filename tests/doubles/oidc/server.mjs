@@ -13,7 +13,20 @@
 //     GET  /__stats          token-endpoint requests: {"token": {"<grant type>": {"<status>": n}}}
 //     POST /__stats/reset    zero the counters
 //     POST /__config         JSON merge of {accessTokenTtl, rotateRefreshToken,
-//                            omitRefreshTokenOnRefresh, tokenDelayMs, failTokenRequests}
+//                            omitRefreshTokenOnRefresh, tokenDelayMs, failTokenRequests,
+//                            failStatus, failError, failRetryAfter, failHtml,
+//                            rewriteTokenResponse}
+//   Provider behaviours oidc-provider itself never shows (it always sends a numeric
+//   `expires_in`, never `ext_expires_in`, answers errors in JSON, never 429, and narrows
+//   scopes only when the client asks) are produced here, around the real grant:
+//   * failTokenRequests N: the next N token requests get `failStatus` (503) with
+//     Retry-After `failRetryAfter` ('7'; '' for none) and a JSON body
+//     {"error": failError} ('temporarily_unavailable'), or an HTML page if failHtml (as a
+//     proxy, WAF or load balancer in front of a provider answers). Not counted as a grant.
+//   * rewriteTokenResponse {field: value|null}: merged into every successful token
+//     response (null deletes the field): `expires_in` missing / 0 / a string,
+//     `ext_expires_in` (Entra ID), a narrower `scope` (an administrator removed a
+//     permission, or Google's granular consent), all on real oidc-provider tokens.
 //   Revoking a grant uses the standard revocation endpoint (RFC 7009) with its refresh token.
 import fs from 'node:fs';
 import https from 'node:https';
@@ -41,7 +54,12 @@ const DEFAULTS = {
   rotateRefreshToken: true,
   omitRefreshTokenOnRefresh: false,
   tokenDelayMs: 0,
-  failTokenRequests: 0, // answer the next N token requests with 503
+  failTokenRequests: 0, // answer the next N token requests with failStatus
+  failStatus: 503,
+  failError: 'temporarily_unavailable',
+  failRetryAfter: '7',
+  failHtml: false,
+  rewriteTokenResponse: null,
 };
 let config = { ...DEFAULTS };
 let stats = {};
@@ -102,10 +120,15 @@ provider.use(async (ctx, next) => {
   }
   if (isToken && config.failTokenRequests > 0) {
     config.failTokenRequests -= 1;
-    count('unknown', 503);
-    ctx.status = 503;
-    ctx.set('Retry-After', '7');
-    ctx.body = { error: 'temporarily_unavailable' };
+    count('unknown', config.failStatus);
+    ctx.status = config.failStatus;
+    if (config.failRetryAfter) ctx.set('Retry-After', String(config.failRetryAfter));
+    if (config.failHtml) {
+      ctx.type = 'text/html';
+      ctx.body = `<html><body><h1>${config.failStatus} Error</h1><p>Request blocked.</p></body></html>`;
+    } else {
+      ctx.body = { error: config.failError };
+    }
     return;
   }
   await next();
@@ -117,6 +140,12 @@ provider.use(async (ctx, next) => {
       && config.omitRefreshTokenOnRefresh && ctx.body && typeof ctx.body === 'object'
     ) {
       delete ctx.body.refresh_token;
+    }
+    if (ctx.status === 200 && config.rewriteTokenResponse && ctx.body && typeof ctx.body === 'object') {
+      for (const [field, value] of Object.entries(config.rewriteTokenResponse)) {
+        if (value === null) delete ctx.body[field];
+        else ctx.body[field] = value;
+      }
     }
   }
 });
