@@ -87,13 +87,7 @@ class McpEndpoint:
 
     def service(self, gateway: Gateway) -> McpService:
         if self._service is None:
-            self._service = McpService(
-                gateway.connections,
-                gateway.connectors,
-                gateway.invocations,
-                gateway.shares,
-                public_base_url=gateway.settings.public_base_url,
-            )
+            self._service = McpService.from_gateway(gateway)
         return self._service
 
     async def server(self) -> McpServer:

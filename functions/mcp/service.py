@@ -21,12 +21,19 @@ import math
 import zlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from functions.domain.models import Connection, ConnectionStatus
-from functions.errors import ForbiddenError, GatewayError, NotFoundError
+from functions.errors import (
+    ConflictError,
+    ForbiddenError,
+    GatewayError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from functions.identity.principal import Principal
+from functions.mcp.export import copilot_studio_connector
 from functions.mcp.names import connection_prefixes, prefixed
 from functions.mcp.tools import (
     HTTP_REQUEST_METHODS,
@@ -40,6 +47,9 @@ from functions.services.connectors import ConnectorService
 from functions.services.invocation import IncomingCall, InvocationService, UpstreamResponse
 from functions.services.ttl_cache import TtlCache
 from functions.stores.shares import ShareStore
+
+if TYPE_CHECKING:
+    from functions.container import Gateway
 
 # What a tool result holds of an upstream answer: enough for a model, not a download.
 MAX_RESULT_BYTES = 256 * 1024
@@ -88,15 +98,62 @@ class McpService:
         shares: ShareStore,
         *,
         public_base_url: str | None,
+        audience: str,
     ) -> None:
         self._connections = connections
         self._connectors = connectors
         self._invocations = invocations
         self._shares = shares
         self._public_base_url = (public_base_url or "").rstrip("/")
+        self._audience = audience
         # Tools of a stored definition version: generating them for a large definition
         # takes ~0.2 s, and every MCP request of a stateless client needs them.
         self._specs: TtlCache[list[ToolSpec]] = TtlCache(math.inf, max_entries=256)
+
+    @classmethod
+    def from_gateway(cls, gateway: Gateway) -> McpService:
+        return cls(
+            gateway.connections,
+            gateway.connectors,
+            gateway.invocations,
+            gateway.shares,
+            public_base_url=gateway.settings.public_base_url,
+            audience=gateway.settings.audiences[0],
+        )
+
+    async def export_for_copilot_studio(
+        self,
+        caller: Principal,
+        connector_id: str,
+        *,
+        connection_id: str | None,
+        client_id: str | None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`GET /api/connectors/{id}/export?as=mcp`: the Copilot Studio custom connector
+        for this connector's MCP tools (export.py), for a connector the caller can see."""
+        connector = await self._connectors.get_visible(caller, connector_id)
+        if connection_id is not None:
+            try:
+                connection = await self.check_access(caller, connection_id)
+            except NotFoundError:
+                connection = None
+            if connection is None or connection.connector_id != connector.id:
+                message = "not a connection you can use to this connector"
+                raise ValidationFailedError(
+                    message, errors=[{"field": "connectionId", "message": message}]
+                )
+        if not self._public_base_url:
+            raise ConflictError(
+                "GATEWAY_PUBLIC_BASE_URL is not set: the export needs the gateway's external URL",
+                code="export_not_available",
+            )
+        return copilot_studio_connector(
+            gateway_base_url=self._public_base_url,
+            audience=self._audience,
+            title=f"{connector.name} (MCP)",
+            client_id=client_id,
+            connection_id=connection_id,
+        )
 
     async def check_access(self, caller: Principal, connection_id: str) -> Connection:
         """The connection if the caller may invoke it (owner or grantee, not disabled);
@@ -255,8 +312,6 @@ class McpService:
 
 def http_request_call(arguments: dict[str, Any]) -> IncomingCall:
     """The `http_request` tool's arguments as an invoke call (same path rules)."""
-    from functions.errors import ValidationFailedError
-
     errors: list[dict[str, str]] = []
     unknown = sorted(set(arguments) - {"method", "path", "query", "body"})
     for name in unknown:
