@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from functions import logging_redaction, observability
 from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
 from functions.api.routes import connections, connectors, gateways, health, invoke, oauth
+from functions.mcp.endpoint import McpEndpoint
 from functions.settings import Settings
 
 
@@ -58,6 +59,7 @@ class CorrelationIdMiddleware:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     logging_redaction.install()
+    mcp = McpEndpoint()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # flight (bench/RESULTS.md); afterwards 3-4 ms.
         gc.freeze()
         try:
-            yield
+            async with mcp.run():
+                yield
         finally:
             await gateway.close()
 
@@ -89,5 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     # Before everything else, shadowing their documented twins (routes/invoke.py).
     app.router.routes[:0] = invoke.FAST_ROUTES
+    app.router.routes.extend(mcp.routes)  # the MCP endpoint (functions/mcp/endpoint.py)
     app.add_middleware(CorrelationIdMiddleware)
     return app

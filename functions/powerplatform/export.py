@@ -161,6 +161,17 @@ def export_definition(
     return swagger, _export_properties(api_properties, audience=audience, client_id=client_id)
 
 
+def gateway_parts(url: str) -> tuple[str, str, str]:
+    """(scheme, host[:port], API-less path) of the gateway's base URL; ValueError if it is
+    not an http(s) URL with a host. For other exports of the gateway (functions/mcp)."""
+    return _gateway_parts(url)
+
+
+def entra_properties(audience: str, client_id: str | None) -> dict[str, Any]:
+    """apiProperties for a connector that signs in to the gateway with Entra ID only."""
+    return _export_properties({}, audience=audience, client_id=client_id)
+
+
 # --- swagger --------------------------------------------------------------------------
 
 

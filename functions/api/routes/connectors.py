@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from functions.api.bodies import json_body, read_body, validate_model
@@ -20,6 +20,7 @@ from functions.api.schemas import (
     oauth_client_input,
 )
 from functions.errors import ValidationFailedError
+from functions.mcp.service import McpService
 from functions.powerplatform import (
     API_DEFINITION_FILE,
     API_PROPERTIES_FILE,
@@ -133,14 +134,25 @@ async def export_connector(
     gateway: GatewayDep,
     connectionId: str | None = None,
     clientId: str | None = None,
+    as_: Annotated[Literal["powerplatform", "mcp"], Query(alias="as")] = "powerplatform",
 ) -> dict[str, Any]:
     """A Power Platform definition pair that calls this connector through the gateway.
+
+    `as=mcp`: instead, the custom connector Copilot Studio uses to add the gateway's MCP
+    endpoint to an agent (functions/mcp/export.py, docs/mcp.md): one POST operation on
+    `/api/mcp/connections/{connectionId}` (or `/api/mcp` without a connection) marked
+    `x-ms-agentic-protocol: mcp-streamable-1.0`, Entra ID sign-in to the gateway.
 
     Hosts it at the gateway, routes every operation through `connections/{connectionId}/
     invoke` (the gateway matches the operation and runs its policies and credentials), and
     authenticates with Entra ID for the gateway's own app registration. It carries no
     credentials and no policies. `connectionId` bakes one of the caller's connections in.
     """
+    if as_ == "mcp":
+        exported = await McpService.from_gateway(gateway).export_for_copilot_studio(
+            caller, connector_id, connection_id=connectionId, client_id=clientId
+        )
+        return {"apiDefinition": exported[0], "apiProperties": exported[1]}
     exported = await gateway.connectors.export(
         caller, connector_id, connection_id=connectionId, client_id=clientId
     )
