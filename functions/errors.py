@@ -147,3 +147,24 @@ class DependencyUnavailableError(GatewayError):
     status = 503
     code = "dependency_unavailable"
     title = "A service the gateway depends on is unavailable"
+
+
+# -- issue 16: connect links ---------------------------------------------------------------
+
+
+class ConnectSessionError(BadRequestError):
+    """A connect link that cannot be used; `code` says why (the page shows it in words)."""
+
+    status = 400
+    code = "connect_session_invalid"
+    title = "Connect link not usable"
+
+
+class ConnectSessionExpiredError(ConnectSessionError):
+    status = 410
+    code = "connect_session_expired"
+
+
+class ConnectSessionUsedError(ConnectSessionError):
+    status = 410
+    code = "connect_session_used"
