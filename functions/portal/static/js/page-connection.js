@@ -3,7 +3,7 @@ import { $, attempt, clear, confirmInline, el, initPage, needsConsent, param, st
 
 const id = param("id") || "";
 const base = `/api/connections/${encode(id)}`;
-const PREVIEW = 500;
+const PREVIEW = 2000;
 
 function details(connection, connector) {
   const box = clear($("details"));
