@@ -17,6 +17,9 @@ if (match) {
   history.replaceState(null, "", location.pathname);
 }
 
+// Another link pasted into this tab: same document, so start again from it.
+window.addEventListener("hashchange", () => location.reload());
+
 function fail(error) {
   const title = TITLES[error.problem && error.problem.code];
   if (title) {
