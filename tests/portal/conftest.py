@@ -169,7 +169,14 @@ def browse(browser: Any, portal: Portal) -> Iterator[Callable[[], Browsing]]:
             ):
                 route.continue_()
             else:
-                session.blocked.append(route.request.url)
+                # Never leaves the machine. Only the portal's own pages must not try
+                # (the OIDC test server's login page imports a web font).
+                try:
+                    from_portal = route.request.frame.url.startswith(portal.url)
+                except playwright_sync.Error:  # requests without a frame
+                    from_portal = True
+                if from_portal:
+                    session.blocked.append(route.request.url)
                 route.abort()
 
         context.route("**/*", guard)
