@@ -8,7 +8,12 @@ PORT ?= 7071
 
 .PHONY: run test lint bench clean bootstrap
 
-bootstrap: $(VENV)/.installed node_modules/.installed
+bootstrap: $(VENV)/.installed node_modules/.installed /usr/bin/chromium
+
+# The portal's browser tests drive Debian's Chromium (never a downloaded browser);
+# installed once, when missing (CI runs as root on a clean machine).
+/usr/bin/chromium:
+	apt-get update -qq && apt-get install -y -qq chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -17,8 +17,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions import logging_redaction, observability
 from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
-from functions.api.routes import connections, connectors, gateways, health, invoke, oauth
+from functions.api.routes import (  # issue 16
+    connect_sessions,
+    connections,
+    connectors,
+    definitions,
+    gateways,
+    health,
+    invoke,
+    oauth,
+)
 from functions.mcp.endpoint import McpEndpoint
+from functions.portal import routes as portal  # issue 16
 from functions.settings import Settings
 
 
@@ -89,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # The invoke routes first: they carry the traffic, and routing tries routes in order.
     for module in (invoke, health, connectors, connections, oauth, gateways):
+        app.include_router(module.router)
+    for module in (definitions, connect_sessions, portal):  # issue 16
         app.include_router(module.router)
     # Before everything else, shadowing their documented twins (routes/invoke.py).
     app.router.routes[:0] = invoke.FAST_ROUTES

@@ -22,12 +22,14 @@ from functions.onprem.registry import GatewayRegistry
 from functions.onprem.relay import GatewayRelay
 from functions.onprem.storage import services_from_settings
 from functions.onprem.storage import table_service as onprem_table_service
+from functions.services.connect_sessions import ConnectSessionService
 from functions.services.connections import ConnectionService
 from functions.services.connectors import ConnectorService
 from functions.services.invocation import InvocationService
 from functions.services.oauth import OAuthService
 from functions.settings import Settings
 from functions.stores.audit import AuditLog
+from functions.stores.connect_sessions import ConnectSessionStore
 from functions.stores.definitions import DefinitionStore
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.secrets.factory import build_secret_store
@@ -93,6 +95,7 @@ class Gateway:
     onprem_registry: GatewayRegistry
     onprem_relay: GatewayRelay
     egress: EgressPolicy
+    connect_sessions: ConnectSessionService  # issue 16
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -189,6 +192,8 @@ class Gateway:
             admin_role=settings.admin_role,
             admin_groups=settings.admin_group_ids,
         )
+        connect_store = ConnectSessionStore(tables, settings.table_prefix)
+        await connect_store.ensure_table()
         return cls(
             settings=settings,
             http=http,
@@ -217,6 +222,15 @@ class Gateway:
             onprem_relay=onprem_relay,
             shares=shares,
             audit=audit,
+            connect_sessions=ConnectSessionService(
+                connect_store,
+                connectors,
+                connections,
+                return_origins=settings.connect_return_origins,
+                public_base_url=settings.public_base_url,
+                admin_role=settings.admin_role,
+                admin_groups=settings.admin_group_ids,
+            ),
         )
 
     async def close(self) -> None:

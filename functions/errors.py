@@ -182,3 +182,22 @@ class UpstreamResponseTooLargeError(UpstreamError):
     status = 502
     code = "upstream_response_too_large"
     title = "Upstream response too large"
+# -- issue 16: connect links ---------------------------------------------------------------
+
+
+class ConnectSessionError(BadRequestError):
+    """A connect link that cannot be used; `code` says why (the page shows it in words)."""
+
+    status = 400
+    code = "connect_session_invalid"
+    title = "Connect link not usable"
+
+
+class ConnectSessionExpiredError(ConnectSessionError):
+    status = 410
+    code = "connect_session_expired"
+
+
+class ConnectSessionUsedError(ConnectSessionError):
+    status = 410
+    code = "connect_session_used"

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from functions.errors import ConfigurationError
 
@@ -52,6 +53,11 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_CONNECTION_CALLS_PER_MINUTE",
     "GATEWAY_CONNECTION_MAX_CONCURRENT",
     "GATEWAY_MAX_RESPONSE_BYTES",
+    # issue 16: the portal and connect links
+    "GATEWAY_CONNECT_RETURN_ORIGINS",
+    "GATEWAY_CONNECT_FRAME_ANCESTORS",
+    "GATEWAY_PORTAL_CLIENT_ID",
+    "GATEWAY_PORTAL_API_SCOPE",
 )
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
@@ -129,6 +135,13 @@ class Settings:
     connection_max_concurrent: int = 50
     # Largest decoded upstream body the gateway reads whole (response policies).
     max_response_bytes: int = 10 * 1024 * 1024
+    # issue 16. Connect links may send people back only to these origins.
+    connect_return_origins: tuple[str, ...] = ()
+    # Origins that may embed the connect page in a frame (none: no embedding).
+    connect_frame_ancestors: tuple[str, ...] = ()
+    # The portal's Entra ID sign-in: its SPA app registration and the API scope it asks for.
+    portal_client_id: str | None = None
+    portal_api_scope: str | None = None
 
     @property
     def is_development(self) -> bool:
@@ -199,6 +212,10 @@ class Settings:
             connection_calls_per_minute=int(number("GATEWAY_CONNECTION_CALLS_PER_MINUTE", 500)),
             connection_max_concurrent=int(number("GATEWAY_CONNECTION_MAX_CONCURRENT", 50)),
             max_response_bytes=int(number("GATEWAY_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)),
+            connect_return_origins=_split(get("GATEWAY_CONNECT_RETURN_ORIGINS") or ""),
+            connect_frame_ancestors=_split(get("GATEWAY_CONNECT_FRAME_ANCESTORS") or ""),
+            portal_client_id=get("GATEWAY_PORTAL_CLIENT_ID"),
+            portal_api_scope=get("GATEWAY_PORTAL_API_SCOPE"),
         )
         settings.validate()
         return settings
@@ -250,3 +267,26 @@ class Settings:
             raise ConfigurationError("GATEWAY_AUTH_TENANT_IDS must name at least one tenant")
         if not self.audiences:
             raise ConfigurationError("GATEWAY_AUTH_AUDIENCES must name at least one audience")
+        for name, origins in (
+            ("GATEWAY_CONNECT_RETURN_ORIGINS", self.connect_return_origins),
+            ("GATEWAY_CONNECT_FRAME_ANCESTORS", self.connect_frame_ancestors),
+        ):
+            for origin in origins:
+                if not _is_origin(origin):
+                    raise ConfigurationError(
+                        f"{name}: {origin!r} is not an origin (scheme://host[:port], no path)"
+                    )
+
+
+def _is_origin(value: str) -> bool:
+    """`scheme://host[:port]` with http(s), nothing after: what a browser calls an origin."""
+    parts = urlsplit(value)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path == ""
+        and not parts.query
+        and not parts.fragment
+        and parts.username is None
+        and value == f"{parts.scheme}://{parts.netloc}"
+    )

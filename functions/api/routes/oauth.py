@@ -8,6 +8,7 @@ saying what happened, without echoing anything from the request.
 from __future__ import annotations
 
 from html import escape
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -37,8 +38,10 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - Connector Gateway</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}</style>
-</head><body><h1 id="outcome" data-outcome="{outcome}">{title}</h1><p id="message">{message}</p></body></html>
+</head><body><h1 id="outcome" data-outcome="{outcome}">{title}</h1><p id="message">{message}</p>{back}</body></html>
 """
+# issue 16: back to the connection in the portal (which offers to reauthorize on failure).
+BACK = '<p><a id="back" href="/portal/connection.html?id={id}">{label}</a></p>'
 
 
 @router.get("/callback", response_class=HTMLResponse)
@@ -53,6 +56,14 @@ async def callback(request: Request, gateway: GatewayDep) -> HTMLResponse:
         title=escape(TITLES[result.outcome]),
         outcome=escape(result.outcome),
         message=escape(result.message),
+        back=BACK.format(
+            id=quote(result.connection_id, safe=""),
+            label="Back to the connection"
+            if result.outcome == "connected"
+            else "Back to the connection to try again",
+        )
+        if result.connection_id
+        else "",
     )
     return HTMLResponse(
         body,
