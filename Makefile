@@ -10,7 +10,7 @@ PORT ?= 7071
 
 bootstrap: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt requirements-serve.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
