@@ -15,7 +15,7 @@ bootstrap: $(VENV)/.installed node_modules/.installed /usr/bin/chromium
 /usr/bin/chromium:
 	apt-get update -qq && apt-get install -y -qq chromium
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-infra.txt requirements-serve.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@

@@ -157,14 +157,23 @@ class Bench:
         })
         return env
 
-    def start_gateway(self, workers: int) -> tuple[subprocess.Popen[bytes], int, list[int]]:
+    def start_gateway(self, workers: int, server: str = "uvicorn") -> tuple[subprocess.Popen[bytes], int, list[int]]:
+        """`server`: "uvicorn" (the same uvicorn command line as every other Python
+        server here), "asyncio-h11" (that command with the asyncio loop and h11: what
+        `make run` served with before requirements-serve.txt), or "serve" (the production
+        server, `python -m functions serve`)."""
         port = free_port()
         args = [sys.executable, "-m", "uvicorn", "functions.app:create_app", "--factory",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-        if workers > 1:  # one socket per worker: bench/workers.py says why
+        if server == "asyncio-h11":
+            args += ["--loop", "asyncio", "--http", "h11"]
+        if server == "serve":
+            args = [sys.executable, "-m", "functions", "serve", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", str(workers), "--log-level", "warning"]
+        elif workers > 1:  # one socket per worker: bench/workers.py says why
             args = [sys.executable, "-m", "bench.workers", "functions.app:create_app", "--factory",
                     "--port", str(port), "--workers", str(workers)]
-        process = start(args, env=self.gateway_env(), ports=[port], log=OUT / f"gateway-{workers}w.log")
+        process = start(args, env=self.gateway_env(), ports=[port], log=OUT / f"gateway-{server}-{workers}w.log")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         ok = 0
@@ -182,6 +191,15 @@ class Bench:
                 time.sleep(0.1)
                 pids = children(process.pid)
         return process, port, pids
+
+    def start_aiohttp_proxy(self, upstream: str) -> tuple[subprocess.Popen[bytes], int, list[int]]:
+        port = free_port()
+        env = {**os.environ, "BENCH_UPSTREAM_URL": upstream}
+        process = start([sys.executable, "-m", "bench.aiohttp_proxy", "--port", str(port)], env=env,
+                        ports=[port], log=OUT / f"aiohttp-proxy-{port}.log")
+        for _ in range(4):
+            httpx.get(f"http://127.0.0.1:{port}/v1/items/1", timeout=10).raise_for_status()
+        return process, port, [process.pid]
 
     def start_passthrough(self, upstream: str, workers: int = 1, transport: str = "",
                           app: str = "bench.passthrough:app") -> tuple[subprocess.Popen[bytes], int, list[int]]:
@@ -328,8 +346,16 @@ class Bench:
             # answers whole): the ratio against it is the cost of the gateway's own work.
             pt4, pt4_port, pt4_pids = self.start_passthrough(self.primary_url, app="bench.passthrough:lean_app")
             stack.callback(stop_process, pt4)
+            pt5, pt5_port, pt5_pids = self.start_aiohttp_proxy(self.primary_url)
+            stack.callback(stop_process, pt5)
             gw, gw_port, gw_pids = self.start_gateway(1)
             stack.callback(stop_process, gw)
+            # The gateway served the way `make run` served before (asyncio loop, h11), and
+            # by the production server (`python -m functions serve`), one worker each.
+            gwo, gwo_port, gwo_pids = self.start_gateway(1, server="asyncio-h11")
+            stack.callback(stop_process, gwo)
+            gws, gws_port, gws_pids = self.start_gateway(1, server="serve")
+            stack.callback(stop_process, gws)
             gw_url = f"http://127.0.0.1:{gw_port}"
             self.setup_gateway_data(gw_url)
             self.extra["gateway_rss_fresh_mb"] = rss_mb(gw_pids[0])
@@ -353,8 +379,16 @@ class Bench:
                           Load(f"http://127.0.0.1:{pt3_port}{path}"), pt3_pids, 1))
             specs.append(("passthrough, lean (plain route, small answers whole) -> primary", "passthrough-lean",
                           "primary", Load(f"http://127.0.0.1:{pt4_port}{path}"), pt4_pids, 1))
+            specs.append(("aiohttp proxy (aiohttp server and client, for information) -> primary", "aiohttp",
+                          "primary", Load(f"http://127.0.0.1:{pt5_port}{path}"), pt5_pids, 1))
             # 3. gateway, one worker
             specs.append(("gateway invoke (API key) -> primary", "gateway", "primary", native_load, gw_pids, 1))
+            specs.append(("gateway invoke, asyncio loop + h11 (make run before) -> primary", "gateway-asyncio-h11",
+                          "primary", Load(f"http://127.0.0.1:{gwo_port}/api/connections/{self.ids['native_primary']}/invoke{path}",
+                                          headers=self.auth), gwo_pids, 1))
+            specs.append(("gateway invoke, python -m functions serve (1 worker) -> primary", "gateway-serve",
+                          "primary", Load(f"http://127.0.0.1:{gws_port}/api/connections/{self.ids['native_primary']}/invoke{path}",
+                                          headers=self.auth), gws_pids, 1))
             if nginx:
                 specs.append(("gateway invoke (API key) -> ASGI upstream", "gateway", "asgi",
                               Load(f"{conn}/{self.ids['native_asgi']}/invoke{path}", headers=self.auth), gw_pids, 1))
@@ -368,6 +402,9 @@ class Bench:
                 stop_process(pt2)
             stop_process(pt3)
             stop_process(pt4)
+            stop_process(pt5)
+            stop_process(gwo)
+            stop_process(gws)
 
             # -- profile (separate runs: py-spy must not perturb the figures above)
             if pyspy:

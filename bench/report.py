@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import statistics
@@ -29,6 +30,10 @@ def _mem_gib() -> float:
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) / 2**20
     return float("nan")
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _tool_version(args: list[str]) -> str:
@@ -102,7 +107,8 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
     add(f"| OS | {platform.platform()} |")
     add(f"| Python | {platform.python_version()} ({platform.python_implementation()}) |")
     libs = ", ".join(f"{m} {version(m)}" for m in ("uvicorn", "fastapi", "starlette", "httpx", "httpx-aiohttp", "aiohttp", "httpcore", "h11", "pydantic"))
-    add(f"| libraries | {libs}; uvicorn runs the asyncio loop with h11 (uvloop/httptools are not installed, as with `make run`) |")
+    loop_http = "uvloop with httptools" if _installed("uvloop") and _installed("httptools") else "the asyncio loop with h11"
+    add(f"| libraries | {libs}; uvicorn runs {loop_http} (what `uvicorn` picks when installed, as `make run` and `python -m functions serve` do) unless a scenario says otherwise |")
     add(f"| load generator | {'wrk: ' + _tool_version(['wrk', '-v']) if bench.tool == 'wrk' else 'bench/loadgen.py (Python; wrk missing)'}, "
         f"{bench.args.connections} connections, {bench.args.warmup:g} s warm-up (discarded) + {bench.args.duration:g} s measured per scenario |")
     add(f"| nginx | {_tool_version(['nginx', '-v'])} (1 worker process) |")
@@ -150,6 +156,27 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
     imp = bench.extra.get("imports")
     stream = bench.extra.get("streaming", {})
     targets: list[tuple[str, str, str, bool]] = []
+    lean = find("passthrough-lean", "primary")
+    old_runner = find("gateway-asyncio-h11", "primary")
+    served = find("gateway-serve", "primary")
+    if gw and lean:
+        targets.append(("issue 20: gateway throughput >= 0.9 x the lean floor (invoke, API key)",
+                        f"{gw.result.rps / lean.result.rps:.2f} x ({gw.result.rps:,.0f} vs {lean.result.rps:,.0f} req/s)", "",
+                        gw.result.rps >= 0.9 * lean.result.rps))
+        if gw.cpu_us_per_request and lean.cpu_us_per_request:
+            ratio = gw.cpu_us_per_request / lean.cpu_us_per_request
+            targets.append(("issue 20: gateway CPU per call <= 1.15 x the lean floor's (invoke)",
+                            f"{ratio:.2f} x ({gw.cpu_us_per_request:,.0f} vs {lean.cpu_us_per_request:,.0f} µs)", "",
+                            ratio <= 1.15))
+        if op:
+            targets.append(("issue 20: ... imported operation with two policies >= 0.85 x the lean floor",
+                            f"{op.result.rps / lean.result.rps:.2f} x ({op.result.rps:,.0f} req/s)", "",
+                            op.result.rps >= 0.85 * lean.result.rps))
+    if served and old_runner:
+        targets.append(("issue 20: `functions serve`, 1 worker >= 2 x the asyncio+h11 worker `make run` had, p99 no worse",
+                        f"{served.result.rps / old_runner.result.rps:.2f} x ({served.result.rps:,.0f} vs {old_runner.result.rps:,.0f} req/s), "
+                        f"p99 {served.result.p99_ms:.2f} vs {old_runner.result.p99_ms:.2f} ms", "",
+                        served.result.rps >= 2 * old_runner.result.rps and served.result.p99_ms <= old_runner.result.p99_ms))
     if gw and pt:
         targets.append(("gateway throughput >= 0.85 x passthrough (invoke, API key)",
                         f"{gw.result.rps / pt.result.rps:.2f} x ({gw.result.rps:,.0f} vs {pt.result.rps:,.0f} req/s)", "",
@@ -195,7 +222,7 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
     if scaling and one_worker:
         ratio = scaling.result.rps / one_worker.result.rps
         targets.append(("2 workers >= 1.7 x one worker", f"{ratio:.2f} x ({scaling.result.rps:,.0f} vs {one_worker.result.rps:,.0f} req/s, same rounds)", "", ratio >= 1.7))
-    add("## Targets (issue 8; one gateway worker)")
+    add("## Targets (issues 8 and 20; one gateway worker unless stated)")
     add("")
     add("| target | this run | |")
     add("|---|---|---|")

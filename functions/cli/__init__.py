@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "functions.cli.token",
     "functions.cli.dev",
+    "functions.cli.serve",
     "functions.cli.connectors",
     "functions.cli.jobs",
     "functions.cli.gateway_agent",
