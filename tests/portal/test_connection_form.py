@@ -167,6 +167,7 @@ def test_generated_form_in_the_browser(browse: Callable[[], Browsing], portal: P
     assert "Internal" not in " ".join(labels)
     expect(b.page.get_by_label("Region")).to_have_value("eu")
     assert b.axe() == []
+    b.screenshot("new-connection-sets")
 
     # Windows: asks for the on-premises gateway.
     b.page.get_by_label("Windows (on-premises)").check()
