@@ -22,6 +22,7 @@ from playwright import sync_api as playwright_sync
 
 from functions.app import create_app
 from functions.devtools.processes import free_port, stop_process
+from functions.portal import routes as portal_routes
 from functions.settings import Settings
 from tests.conftest import GatewayUnderTest
 from tests.fixtures.oidc import OidcServer, start_oidc_server
@@ -33,6 +34,9 @@ AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 # Screenshots of the main pages, kept as test artifacts (gitignored).
 SCREENSHOTS = REPO / ".localdata" / "portal-screenshots"
 AXE_SOURCE = lru_cache(maxsize=1)(lambda: AXE.read_text("utf-8") + "\n;undefined")
+PAGES_UNDER_TEST = tuple(f"/portal/{name}.html" for name in sorted(portal_routes.PAGES)) + (
+    "/portal/",
+)
 LOOPBACK = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/")
 
 
@@ -96,7 +100,7 @@ def portal(
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     with playwright_sync.sync_playwright() as p:
         chromium = p.chromium.launch(

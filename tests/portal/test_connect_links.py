@@ -154,3 +154,29 @@ def test_return_urls_and_who_may_create_sessions(portal: Portal) -> None:
     with portal.gateway.client("linkowner3") as user:
         answer = user.post("/api/connect-sessions/open", json={"token": "x" * 43})
         assert answer.status_code == 400 and answer.json()["code"] == "connect_session_invalid"
+
+
+def test_a_failed_completion_gives_the_link_back(portal: Portal) -> None:
+    connector_id = shared_connector(portal, "linkowner4", "app:crm-app", "hugo")
+    session = new_session(portal, connector_id)
+    with portal.gateway.client("hugo") as hugo:
+        missing = hugo.post(
+            "/api/connect-sessions/complete",
+            json={"token": session["token"], "displayName": "h", "parameters": {}},
+        )
+        assert missing.status_code == 422 and missing.json()["code"] == "validation_error"
+        assert hugo.get("/api/connections").json()["value"] == []
+        done = hugo.post(
+            "/api/connect-sessions/complete",
+            json={"token": session["token"], "displayName": "h", "parameters": {"api_key": "k"}},
+        )
+        assert done.status_code == 201, done.text
+        assert done.json()["redirectUrl"].startswith(
+            portal.return_origin + "/back?x=1&connectionId="
+        )
+        again = hugo.post(
+            "/api/connect-sessions/complete",
+            json={"token": session["token"], "displayName": "h", "parameters": {"api_key": "k"}},
+        )
+        assert again.status_code == 410 and again.json()["code"] == "connect_session_used"
+        assert len(hugo.get("/api/connections").json()["value"]) == 1

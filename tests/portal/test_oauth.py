@@ -8,8 +8,11 @@ import json
 import re
 from collections.abc import Callable
 
+import httpx
 from playwright.sync_api import expect
 
+from functions.identity.dev_issuer import mint_token, object_id
+from functions.settings import DEV_TENANT_ID
 from tests.fixtures.oidc import CLIENT_ID, CLIENT_SECRET
 from tests.portal.conftest import Browsing, Portal
 
@@ -90,3 +93,43 @@ def test_oauth_connection_with_consent_in_the_browser(
         assert client.get(f"/api/connections/{connection_id}").json()["status"] == "connected"
         portal_token = client.headers["authorization"][7:]
     assert bearer[0] != f"Bearer {portal_token}" and portal_token not in body
+
+
+def test_connect_link_to_an_oauth_connector_returns_after_consent(
+    browse: Callable[[], Browsing], portal: Portal
+) -> None:
+    maker = browse()
+    maker.sign_in("oauth-maker")
+    connector_id = create_oauth_connector(maker, portal)
+
+    # Rotate the OAuth client in the page: a new secret, same client id.
+    maker.page.get_by_label("Client secret (a new value rotates it)").fill(CLIENT_SECRET)
+    maker.page.get_by_role("button", name="Save OAuth client").click()
+    expect(maker.page.locator("#status")).to_have_text("OAuth client saved.")
+    # Share the connector with the app and with the person who will connect.
+    for kind, name in (("app", "crm-app"), ("user", "oauth-pat")):
+        maker.page.get_by_label("Share with").select_option(kind)
+        maker.page.get_by_label("Object id").fill(object_id(DEV_TENANT_ID, kind, name))
+        maker.page.get_by_role("button", name="Share", exact=True).click()
+        expect(maker.page.locator("#shares")).to_contain_text(object_id(DEV_TENANT_ID, kind, name))
+
+    token = mint_token(portal.gateway.dev_key, app="crm-app")
+    with httpx.Client(base_url=portal.url, trust_env=False) as http:
+        session = http.post(
+            "/api/connect-sessions",
+            json={"connectorId": connector_id, "returnUrl": portal.return_origin + "/done"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+
+    b = browse()
+    b.sign_in("oauth-pat")
+    b.page.goto(session["link"])
+    expect(b.page.locator("h1")).to_have_text("Connect to OIDC API")
+    b.page.get_by_label("Connection name").fill("pat oauth")
+    b.page.get_by_role("button", name="Connect").click()
+    provider_pages(b, portal)
+    b.page.get_by_role("link", name="Back to the connection").click()
+    b.page.wait_for_url(re.compile(re.escape(portal.return_origin) + r"/done\?connectionId=.*"))
+    connection_id = b.page.url.rsplit("=", 1)[1]
+    with portal.gateway.client("oauth-pat") as client:
+        assert client.get(f"/api/connections/{connection_id}").json()["status"] == "connected"

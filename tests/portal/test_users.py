@@ -125,3 +125,36 @@ def test_bad_key_is_reported_in_words(browse: Callable[[], Browsing], portal: Po
     b.page.get_by_role("button", name="Create").click()
     expect(b.page.locator("#error")).to_contain_text("parameters.api_key")
     expect(b.page.locator("#error")).to_contain_text("validation_error")
+
+
+def test_native_connector_form_covers_every_auth_type(
+    browse: Callable[[], Browsing], portal: Portal
+) -> None:
+    b = browse()
+    b.sign_in("maker-max")
+    expected = {"none": {"type": "none"}, "basic": {"type": "basic"}}
+    for auth in ("none", "basic", "windows"):
+        b.goto("/portal/new-connector.html")
+        b.page.get_by_label("Name (required)", exact=True).fill(f"{auth} API")
+        b.page.get_by_label("Base URL (required)").fill(portal.return_origin)
+        b.page.get_by_label("Authentication").select_option(auth)
+        if auth == "windows":
+            b.page.get_by_label("Protocol").select_option("ntlm")
+        b.page.get_by_role("button", name="Create connector").click()
+        b.page.wait_for_url(re.compile(r".*/portal/connector\.html\?id=[0-9a-f]{32}$"))
+        connector_id = b.page.url.rsplit("=", 1)[1]
+        with portal.gateway.client("maker-max") as client:
+            stored = client.get(f"/api/connectors/{connector_id}").json()["auth"]
+        assert stored == expected.get(auth, {"type": "windows", "protocol": "ntlm"})
+        # Their connection forms ask for what each needs.
+        b.goto(f"/portal/new-connection.html?connector={connector_id}")
+        expect(b.page.locator("h1")).to_have_text(f"New connection to {auth} API")
+        b.page.wait_for_load_state("networkidle")
+        labels = " ".join(b.page.locator("#parameters label").all_inner_texts())
+        if auth == "none":
+            assert labels == ""
+        else:
+            assert "User name" in labels and "Password" in labels
+            expect(b.page.get_by_label("Password")).to_have_attribute("type", "password")
+        if auth == "windows":
+            assert "On-premises data gateway" in labels

@@ -52,7 +52,7 @@ async function entraSignIn(config) {
     return;
   }
   await loadScript("/portal/static/vendor/msal-browser.min.js");
-  const app = await window.msal.PublicClientApplication.createPublicClientApplication({
+  const app = await window.msal.createStandardPublicClientApplication({
     auth: { clientId: config.clientId, authority: config.authority, redirectUri: config.redirectUri },
     cache: { cacheLocation: "sessionStorage" },
   });
