@@ -9,6 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme, Share
+from functions.powerplatform import inspect_dict
+from functions.powerplatform.errors import PolicyNotSupportedError
+from functions.powerplatform.model import ConnectorDefinition
+from functions.powerplatform.policies import ensure_operation_supported
 from functions.services.connectors import OAuthClientInput
 
 # RFC 9110 token: what a header name may contain.
@@ -251,7 +255,7 @@ class ConnectorPublic(BaseModel):
             id=c.id,
             name=c.name,
             baseUrl=c.base_url,
-            auth=c.auth.to_dict() if c.source == "native" else None,
+            auth=c.auth.to_dict() if c.source == "native" else _imported_auth(definition),
             oauthClient=client,
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
@@ -261,6 +265,30 @@ class ConnectorPublic(BaseModel):
             updatedAt=c.updated_at,
             definition=definition,
         )
+
+
+def _imported_auth(definition: dict[str, Any] | None) -> dict[str, Any]:
+    """An imported connector's authentication: its definition's options (how a
+    connection is made: parameter sets, OAuth, API key...). Listed where the definition
+    summary is at hand (import and single reads); `null` options in lists."""
+    options = definition.get("authOptions") if definition is not None else None
+    return {"type": "powerplatform", "options": options}
+
+
+def describe_definition(definition: ConnectorDefinition) -> dict[str, Any]:
+    """The `connectors inspect` summary plus which operations can run at the gateway:
+    `blockedOperations` names those an unsupported policy or custom code covers (they
+    answer 501 policy_not_supported), `runnableOperations` counts the others."""
+    summary = inspect_dict(definition)
+    blocked: list[dict[str, str]] = []
+    for operation_id in definition.operations:
+        try:
+            ensure_operation_supported(definition, operation_id)
+        except PolicyNotSupportedError as exc:
+            blocked.append({"operationId": operation_id, "reason": exc.detail})
+    summary["runnableOperations"] = len(definition.operations) - len(blocked)
+    summary["blockedOperations"] = blocked
+    return summary
 
 
 class ConnectorImport(Strict):

@@ -18,13 +18,13 @@ from functions.api.schemas import (
     ShareDelete,
     SharePublic,
     auth_scheme,
+    describe_definition,
     oauth_client_input,
 )
 from functions.errors import ValidationFailedError
 from functions.powerplatform import (
     API_DEFINITION_FILE,
     API_PROPERTIES_FILE,
-    inspect_dict,
     parse_json_document,
 )
 from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
@@ -82,7 +82,7 @@ async def import_connector(
     connector, definition = await gateway.connectors.import_definition(
         caller, imported, base_url=body.baseUrl, name=body.name
     )
-    return ConnectorPublic.of(connector, inspect_dict(definition))
+    return ConnectorPublic.of(connector, describe_definition(definition))
 
 
 async def _multipart_import(request: Request) -> ConnectorImport:
@@ -133,7 +133,7 @@ async def get_connector(
     connector = await gateway.connectors.get_visible(caller, connector_id)
     summary = None
     if connector.source == "powerplatform":
-        summary = inspect_dict((await gateway.connectors.definition(connector)).parsed)
+        summary = describe_definition((await gateway.connectors.definition(connector)).parsed)
     return ConnectorPublic.of(connector, summary)
 
 
