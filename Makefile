@@ -1,12 +1,18 @@
-# Two commands matter: `make run` (the gateway on http://127.0.0.1:7071 with Azurite)
-# and `make test` (the whole suite). Both bootstrap what they need and are idempotent.
+# Two commands matter: `make run` (the gateway on http://127.0.0.1:7071 with this
+# checkout's own Azurite) and `make test` (the whole suite). Both bootstrap what they need
+# and are idempotent. `make run` options: PORT=7081, OAUTH_DEMO=1 (a local OpenID provider
+# and a demo connector), TLS_UPSTREAM=host.example.com (an HTTPS echo for that host),
+# ACCESS_LOG=1 (a line per request).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
+RUN_ARGS := $(if $(filter 1 yes true,$(OAUTH_DEMO)),--oauth-demo) \
+	$(foreach host,$(TLS_UPSTREAM),--tls-upstream $(host)) \
+	$(if $(filter 1 yes true,$(ACCESS_LOG)),--access-log)
 
-.PHONY: run test lint bench clean bootstrap
+.PHONY: run oauth-demo test lint bench clean bootstrap
 
 bootstrap: $(VENV)/.installed node_modules/.installed /usr/bin/chromium
 
@@ -25,13 +31,16 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 run: bootstrap
-	$(PY) -m functions dev --port $(PORT)
+	$(PY) -m functions dev --port $(PORT) $(RUN_ARGS)
+
+oauth-demo:
+	$(MAKE) run OAUTH_DEMO=1
 
 test: bootstrap
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: bootstrap
-	$(VENV)/bin/ruff check functions tests function_app.py
+	$(VENV)/bin/ruff check functions tests function_app.py bench
 	$(VENV)/bin/mypy
 
 bench: bootstrap

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions import logging_redaction, observability
+from functions.api.openapi import OPENAPI_URL, install_docs
 from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
 from functions.api.routes import (  # issue 16
     connect_sessions,
@@ -92,11 +93,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Connector Gateway",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=None,  # served by install_docs, from vendored assets (no CDN)
+        openapi_url=OPENAPI_URL,
         redoc_url=None,
     )
     install_problem_handlers(app)
+    install_docs(app)
     # The invoke routes first: they carry the traffic, and routing tries routes in order.
     for module in (invoke, health, connectors, connections, oauth, gateways):
         app.include_router(module.router)

@@ -236,3 +236,25 @@ def test_dev_runner_refuses_a_busy_gateway_port(tmp_path: Path) -> None:
     assert run.process.returncode == 1
     assert f"port {port} is already in use" in run.errors and "PORT=" in run.errors
     assert not (run.data_dir / "stack.json").exists()
+
+
+def test_dev_runner_uses_storage_set_in_the_environment(tmp_path: Path, azurite: Any) -> None:
+    """A connection string in the environment is the user's choice: no Azurite of ours."""
+    port = free_port()
+    run = DevRun(
+        tmp_path,
+        port,
+        env={
+            "GATEWAY_STORAGE_CONNECTION_STRING": azurite.connection_string(),
+            "GATEWAY_TABLE_PREFIX": "devenv",
+        },
+    ).wait_serving()
+    try:
+        assert "GATEWAY_STORAGE_CONNECTION_STRING" not in run.state()["environment"]
+        with run.client() as client:
+            assert client.get("/api/connectors").json() == {"value": []}
+    finally:
+        run.stop()
+    assert "storage: GATEWAY_STORAGE_CONNECTION_STRING from the environment" in run.output
+    assert "Azurite stopped" not in run.output
+    assert not (run.data_dir / "azurite").exists()

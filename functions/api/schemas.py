@@ -9,6 +9,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme, Share
+from functions.powerplatform import inspect_dict
+from functions.powerplatform.errors import PolicyNotSupportedError
+from functions.powerplatform.model import ConnectorDefinition
+from functions.powerplatform.policies import ensure_operation_supported
 from functions.services.connectors import OAuthClientInput
 
 # RFC 9110 token: what a header name may contain.
@@ -16,6 +20,8 @@ HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 
 
 class Strict(BaseModel):
+    # Subclasses add `json_schema_extra` examples (the OpenAPI request bodies show them);
+    # pydantic merges their config with this one.
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -90,12 +96,31 @@ def oauth_client_input(
 
 
 class OAuthClientUpdate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"clientId": "my-client-id", "clientSecret": "my-client-secret"}]
+        },
+    )
+
     clientId: str = Field(min_length=1, max_length=500)
     clientSecret: str | None = Field(default=None, min_length=1, max_length=4000)
     redirectUri: str | None = Field(default=None, max_length=2048)
 
 
 class ConnectorCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Echo",
+                    "baseUrl": "https://api.example.com/v1",
+                    "auth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                    "description": "An API that needs an API key",
+                }
+            ]
+        },
+    )
+
     name: str = Field(min_length=1, max_length=200)
     baseUrl: str = Field(min_length=1, max_length=2048)
     auth: AuthInput = Field(default_factory=lambda: AuthNone(type="none"))
@@ -112,15 +137,42 @@ class PrincipalRef(Strict):
 
 
 class ConnectorShareCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "principal": {"type": "user", "id": "00000000-0000-0000-0000-00000000b0b0"},
+                    "role": "user",
+                }
+            ]
+        },
+    )
+
     principal: PrincipalRef
     role: Literal["user", "owner"] = "user"
 
 
 class ConnectionShareCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"principal": {"type": "group", "id": "00000000-0000-0000-0000-0000000000aa"}}
+            ]
+        },
+    )
+
     principal: PrincipalRef
 
 
 class ShareDelete(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"principal": {"type": "user", "id": "00000000-0000-0000-0000-00000000b0b0"}}
+            ]
+        },
+    )
+
     principal: PrincipalRef
 
 
@@ -143,11 +195,23 @@ class SharePublic(BaseModel):
 
 
 class ConnectionUpdate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"displayName": "my echo (renamed)", "parameters": {"api_key": "new-key"}}]
+        },
+    )
+
     displayName: str | None = Field(default=None, min_length=1, max_length=200)
     parameters: dict[str, Any] | None = None
 
 
 class Offboard(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"action": "transfer", "newOwner": "00000000-0000-0000-0000-00000000c0c0"}]
+        },
+    )
+
     action: Literal["transfer", "disable"]
     newOwner: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$"
@@ -191,7 +255,7 @@ class ConnectorPublic(BaseModel):
             id=c.id,
             name=c.name,
             baseUrl=c.base_url,
-            auth=c.auth.to_dict() if c.source == "native" else None,
+            auth=c.auth.to_dict() if c.source == "native" else _imported_auth(definition),
             oauthClient=client,
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
@@ -203,8 +267,58 @@ class ConnectorPublic(BaseModel):
         )
 
 
+def _imported_auth(definition: dict[str, Any] | None) -> dict[str, Any]:
+    """An imported connector's authentication: its definition's options (how a
+    connection is made: parameter sets, OAuth, API key...). Listed where the definition
+    summary is at hand (import and single reads); `null` options in lists."""
+    options = definition.get("authOptions") if definition is not None else None
+    return {"type": "powerplatform", "options": options}
+
+
+def describe_definition(definition: ConnectorDefinition) -> dict[str, Any]:
+    """The `connectors inspect` summary plus which operations can run at the gateway:
+    `blockedOperations` names those an unsupported policy or custom code covers (they
+    answer 501 policy_not_supported), `runnableOperations` counts the others."""
+    summary = inspect_dict(definition)
+    blocked: list[dict[str, str]] = []
+    for operation_id in definition.operations:
+        try:
+            ensure_operation_supported(definition, operation_id)
+        except PolicyNotSupportedError as exc:
+            blocked.append({"operationId": operation_id, "reason": exc.detail})
+    summary["runnableOperations"] = len(definition.operations) - len(blocked)
+    summary["blockedOperations"] = blocked
+    return summary
+
+
 class ConnectorImport(Strict):
     """JSON form of an import: the two files' contents, parsed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "apiDefinition": {
+                        "swagger": "2.0",
+                        "info": {"title": "Items", "version": "1.0"},
+                        "host": "api.example.com",
+                        "basePath": "/",
+                        "schemes": ["https"],
+                        "paths": {
+                            "/items": {
+                                "get": {
+                                    "operationId": "ListItems",
+                                    "responses": {"200": {"description": "the items"}},
+                                }
+                            }
+                        },
+                    },
+                    "apiProperties": {"properties": {"connectionParameters": {}}},
+                    "baseUrl": "https://api.example.com",
+                }
+            ]
+        }
+    )
 
     apiDefinition: dict[str, Any]
     apiProperties: dict[str, Any] = Field(default_factory=dict)
@@ -217,11 +331,21 @@ class ConnectorImport(Strict):
 
 
 class OperationCall(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"parameters": {"id": "42"}, "body": {"title": "hello"}}]},
+    )
+
     parameters: dict[str, Any] = Field(default_factory=dict)
     body: Any = None
 
 
 class ConnectionCreate(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"displayName": "my echo", "parameters": {"api_key": "s3cr3t-key"}}]
+        },
+    )
+
     displayName: str = Field(min_length=1, max_length=200)
     parameters: dict[str, Any] = Field(default_factory=dict)
     parameterSet: str | None = Field(default=None, min_length=1, max_length=200)

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "functions.cli.dev",
     "functions.cli.serve",
     "functions.cli.connectors",
+    "functions.cli.connections",
     "functions.cli.jobs",
     "functions.cli.gateway_agent",
 )
@@ -35,12 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(subparsers)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command's namespace its own parser, so that an unknown option is
+    reported with that sub-command's usage rather than the top-level one."""
+    parser.set_defaults(cli_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Exits 2 with the usage of the sub-command that was being parsed.
+        args.cli_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

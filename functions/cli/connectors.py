@@ -20,7 +20,10 @@ given). The gateway is `--gateway`, else $GATEWAY_URL, else
 http://127.0.0.1:7071. The bearer token is `--token`, else a development token minted
 for `--user` when given, else $GATEWAY_TOKEN, else a development token for "alice"
 (the key as `python -m functions token` finds it). Prints the created connector as one
-JSON line and exits 0; otherwise prints `error: <detail>` (and one indented line per
+JSON line and exits 0, with each import warning as a `warning: ...` line on stderr.
+When no operation of the connector can run at the gateway (e.g. a connector-wide policy
+the gateway does not support), the connector is deleted again and the exit status is 2,
+unless `--allow-partial`. Otherwise prints `error: <detail>` (and one indented line per
 entry of the problem's `errors`) on stderr and exits 2 when the definition or the
 request was refused as invalid (400/422, or a folder that cannot be read) and 1 for
 anything else (authentication, an unreachable gateway, server errors). Never a
@@ -48,16 +51,16 @@ DEFAULT_USER = "alice"
 IMPORT_ROUTE = "/api/connectors/import"
 # Import parses and stores two documents; generous, but a hung gateway must not hang us.
 IMPORT_TIMEOUT_SECONDS = 120.0
-_MAX_ERROR_LINES = 20
 
 
 def register(subparsers: Any) -> None:
     """Add the `connectors` command and its sub-commands to the CLI's subparsers."""
     parser = subparsers.add_parser(
         "connectors",
-        help="work with Power Platform connector folders",
+        help="inspect and import Power Platform connector folders, export connectors",
         description="Work with Power Platform connector folders "
-        "(apiDefinition.swagger.json + apiProperties.json).",
+        "(apiDefinition.swagger.json + apiProperties.json): inspect them, import them into "
+        "a running gateway, export an imported connector for Power Platform.",
     )
     commands = parser.add_subparsers(dest="connectors_command", required=True)
 
@@ -92,12 +95,22 @@ def register(subparsers: Any) -> None:
         "--secret), read from a file or an environment variable, never from the command "
         "line; stored in the gateway's secret store",
     )
+    importer.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="keep the connector even when none of its operations can run at the gateway "
+        "(by default it is deleted again and the exit status is 2)",
+    )
     who = importer.add_mutually_exclusive_group()
     who.add_argument("--token", help=f"bearer token (default: ${GATEWAY_TOKEN_SETTING})")
     who.add_argument(
         "--user", help=f"mint a development token for this user (default: {DEFAULT_USER})"
     )
     importer.set_defaults(handler=run_import)
+
+    from functions.cli.connector_export import add_export_command
+
+    add_export_command(commands)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -154,7 +167,9 @@ def run_import(args: argparse.Namespace) -> int:
             fields["clientSecret"] = _client_secret(args.client_secret_from)
         except _ImportFailed as failure:
             return _fail(failure.message, failure.status)
-    return _post_import(gateway.rstrip("/") + IMPORT_ROUTE, token, files, fields)
+    return _post_import(
+        gateway.rstrip("/") + IMPORT_ROUTE, token, files, fields, allow_partial=args.allow_partial
+    )
 
 
 def _client_secret(source: str) -> str:
@@ -252,75 +267,61 @@ def _bearer_token(args: argparse.Namespace) -> str:
 
 
 def _post_import(
-    url: str, token: str, files: dict[str, tuple[str, bytes, str]], fields: dict[str, str]
+    url: str,
+    token: str,
+    files: dict[str, tuple[str, bytes, str]],
+    fields: dict[str, str],
+    *,
+    allow_partial: bool = False,
 ) -> int:
-    import httpx
+    from functions.cli.gateway_client import CliError, GatewayClient, report
 
+    base = url.removesuffix(IMPORT_ROUTE)
+    client = GatewayClient(base, token, timeout=IMPORT_TIMEOUT_SECONDS)
     try:
-        # trust_env=False: no proxy or netrc from the environment may see the token.
-        with httpx.Client(trust_env=False, timeout=IMPORT_TIMEOUT_SECONDS) as client:
-            response = client.post(
-                url,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                files=files,
-                data=fields,
-            )
-    except httpx.InvalidURL:
-        return _fail(f"invalid gateway URL: {url}", EXIT_FAILED)
-    except httpx.UnsupportedProtocol:
-        return _fail(f"invalid gateway URL (http or https expected): {url}", EXIT_FAILED)
-    except httpx.ConnectError as exc:
-        return _fail(f"cannot connect to the gateway at {url} ({_reason(exc)}); is it running?")
-    except httpx.TimeoutException:
-        return _fail(f"the gateway at {url} did not answer in time")
-    except httpx.HTTPError as exc:
-        return _fail(f"request to the gateway at {url} failed ({_reason(exc)})")
-    if response.is_success:
-        try:
-            created: Any = response.json()
-        except ValueError:
-            print(response.text.strip())
-        else:
-            print(json.dumps(created))
-        return EXIT_OK
-    return _report_problem(response)
-
-
-def _report_problem(response: Any) -> int:
-    """Print the problem+json `detail` and `errors`; the exit status for its status code."""
-    status = EXIT_INVALID if response.status_code in (400, 422) else EXIT_FAILED
+        response = client.call("POST", IMPORT_ROUTE, files=files, data=fields)
+    except CliError as error:
+        return report(error)
     try:
-        problem = response.json()
+        created: Any = response.json()
     except ValueError:
-        problem = None
-    if not isinstance(problem, dict):
-        return _fail(
-            f"the gateway answered {response.status_code} {response.reason_phrase}", status
-        )
-    detail = problem.get("detail") or problem.get("title") or f"HTTP {response.status_code}"
-    lines = [f"error: {_one_line(detail)}"]
-    errors = problem.get("errors")
-    for entry in errors[:_MAX_ERROR_LINES] if isinstance(errors, list) else ():
-        if isinstance(entry, dict):
-            where = entry.get("field") or entry.get("pointer") or ""
-            message = entry.get("message") or entry.get("detail") or json.dumps(entry)
-            lines.append(f"  {_one_line(where)}: {_one_line(message)}" if where else f"  {message}")
-        else:
-            lines.append(f"  {_one_line(entry)}")
-    print("\n".join(lines), file=sys.stderr)
-    return status
+        print(response.text.strip())
+        return EXIT_OK
+    return _check_imported(client, created, allow_partial)
+
+
+def _check_imported(client: Any, created: Any, allow_partial: bool) -> int:
+    """Print each warning as a line on stderr; refuse (delete again) a connector none of
+    whose operations can run, unless `allow_partial`."""
+    from functions.cli.gateway_client import CliError
+
+    summary = created.get("definition") if isinstance(created, dict) else None
+    summary = summary if isinstance(summary, dict) else {}
+    warnings = summary.get("warnings")
+    for warning in warnings if isinstance(warnings, list) else ():
+        print(f"warning: {_one_line(warning)}", file=sys.stderr)
+    if allow_partial or summary.get("runnableOperations") != 0 or not summary.get("operations"):
+        print(json.dumps(created))
+        return EXIT_OK
+    blocked = summary.get("blockedOperations")
+    reason = blocked[0].get("reason") if isinstance(blocked, list) and blocked else None
+    path = f"/api/connectors/{created.get('id')}"
+    try:
+        client.call("DELETE", path)
+        outcome = "so it was deleted again"
+    except CliError as error:
+        outcome = f"and deleting it again failed ({error.message})"
+    return _fail(
+        "no operation of this connector can run at the gateway "
+        f"({_one_line(reason or 'see the warnings')}), {outcome}; "
+        "pass --allow-partial to import it anyway",
+        EXIT_INVALID,
+    )
 
 
 def _fail(message: str, status: int = EXIT_FAILED) -> int:
     print(f"error: {message}", file=sys.stderr)
     return status
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    if "refused" in text.lower():
-        return "connection refused"
-    return _one_line(text) or type(exc).__name__
 
 
 def _one_line(value: Any) -> str:

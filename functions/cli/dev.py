@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_not_running_twice(state)
         storage_line = _start_storage(explicit.get(STORAGE_SETTING), data_dir, state, stack)
-        if not explicit.get(STORAGE_SETTING):
+        if explicit.get(STORAGE_SETTING) is None:
             overrides[STORAGE_SETTING] = os.environ[STORAGE_SETTING]
 
         public_url = public_base_url(
@@ -246,9 +246,14 @@ def _start_storage(
     from functions.devtools.processes import stop_process
     from functions.devtools.stack import start_local_azurite
 
-    if explicit_storage and explicit_storage.strip():
+    if explicit_storage is not None:
+        # Set in the environment, even empty (then GATEWAY_TABLE_ENDPOINT and a sign-in:
+        # infra/README.md, running against the deployed storage): the user's choice.
         os.environ[STORAGE_SETTING] = explicit_storage
-        return f"storage: {STORAGE_SETTING} from the environment (no Azurite started)"
+        if explicit_storage.strip():
+            return f"storage: {STORAGE_SETTING} from the environment (no Azurite started)"
+        endpoint = os.environ.get("GATEWAY_TABLE_ENDPOINT") or "(GATEWAY_TABLE_ENDPOINT unset)"
+        return f"storage: {endpoint} from the environment (no Azurite started)"
     azurite = start_local_azurite(data_dir, state)
     for note in azurite.notes:
         print(note)

@@ -215,7 +215,8 @@ def test_invalid_definition_prints_the_problem_and_exits_2(
     assert completed.returncode == 2
     assert completed.stdout == ""
     assert completed.stderr.strip() == (
-        "error: apiDefinition.swagger.json: line 276 column 6: Extra data"
+        f"error: POST {running.url}/api/connectors/import: 400 invalid_definition: "
+        "apiDefinition.swagger.json: line 276 column 6: Extra data"
     )
 
 
@@ -242,7 +243,8 @@ def test_validation_errors_are_listed(
     )
     assert completed.returncode == 2
     assert completed.stderr.splitlines() == [
-        "error: invalid request body",
+        f"error: POST {running.url}/api/connectors/import: 422 validation_error: "
+        "invalid request body",
         "  baseUrl: must be an http(s) URL with a host",
     ]
 
@@ -254,13 +256,15 @@ def test_validation_errors_are_listed(
             401,
             {"status": 401, "code": "unauthenticated", "detail": "the bearer token has expired"},
             "application/problem+json",
-            "error: the bearer token has expired",
+            "401 unauthenticated: the bearer token has expired; mint a new token with "
+            "`python -m functions token --user NAME` and pass it with --token or "
+            "$GATEWAY_TOKEN (tokens expire after an hour)",
         ),
         (
             502,
             "<html>bad gateway</html>",
             "text/plain",
-            "error: the gateway answered 502 Bad Gateway",
+            "the gateway answered 502 Bad Gateway",
         ),
     ],
 )
@@ -278,7 +282,10 @@ def test_other_failures_exit_1(
         str(folder_path("certified-connectors/JIRA")), "--gateway", running.url, "--token", "t"
     )
     assert completed.returncode == 1
-    assert completed.stderr.splitlines() == [message]
+    # The message names the request that failed.
+    assert completed.stderr.splitlines() == [
+        f"error: POST {running.url}/api/connectors/import: {message}"
+    ]
 
 
 def test_connection_refused_is_one_line() -> None:
@@ -289,7 +296,7 @@ def test_connection_refused_is_one_line() -> None:
     assert completed.returncode == 1
     (line,) = completed.stderr.splitlines()
     assert line.startswith(f"error: cannot connect to the gateway at {url}/api/connectors/import")
-    assert "is it running?" in line
+    assert "is it running (`make run`)?" in line and "GATEWAY_URL" in line
 
 
 def test_unreadable_folders_exit_2_before_any_request(

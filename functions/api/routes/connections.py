@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller, GatewayDep
+from functions.api.openapi import request_body
 from functions.api.schemas import (
     ConnectionCreate,
     ConnectionPublic,
@@ -23,7 +24,11 @@ router = APIRouter(prefix="/api", tags=["connections"])
 
 
 @router.post(
-    "/connectors/{connector_id}/connections", status_code=201, response_model=ConnectionPublic
+    "/connectors/{connector_id}/connections",
+    status_code=201,
+    response_model=ConnectionPublic,
+    summary="Create a connection to a connector",
+    openapi_extra=request_body(ConnectionCreate),
 )
 async def create_connection(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
@@ -41,13 +46,15 @@ async def create_connection(
     return ConnectionPublic.of(created.connection, created.consent_url)
 
 
-@router.get("/connections", response_model=ItemList)
+@router.get("/connections", response_model=ItemList, summary="List the connections you can use")
 async def list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     items = await gateway.connections.list_visible(caller)
     return ItemList(value=[ConnectionPublic.of(c) for c in items])
 
 
-@router.get("/connections/{connection_id}", response_model=ConnectionPublic)
+@router.get(
+    "/connections/{connection_id}", response_model=ConnectionPublic, summary="Get a connection"
+)
 async def get_connection(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
@@ -62,7 +69,12 @@ SHARING_STATEMENT = (
 )
 
 
-@router.patch("/connections/{connection_id}", response_model=ConnectionPublic)
+@router.patch(
+    "/connections/{connection_id}",
+    response_model=ConnectionPublic,
+    summary="Rename a connection or replace its credentials",
+    openapi_extra=request_body(ConnectionUpdate),
+)
 async def update_connection(
     connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
@@ -74,7 +86,11 @@ async def update_connection(
     return ConnectionPublic.of(connection)
 
 
-@router.get("/connections/{connection_id}/shares", response_model=ItemList)
+@router.get(
+    "/connections/{connection_id}/shares",
+    response_model=ItemList,
+    summary="List a connection's shares",
+)
 async def list_connection_shares(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ItemList:
@@ -85,7 +101,13 @@ async def list_connection_shares(
     )
 
 
-@router.post("/connections/{connection_id}/shares", status_code=201, response_model=SharePublic)
+@router.post(
+    "/connections/{connection_id}/shares",
+    status_code=201,
+    response_model=SharePublic,
+    summary="Share a connection",
+    openapi_extra=request_body(ConnectionShareCreate),
+)
 async def share_connection(
     connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> SharePublic:
@@ -98,7 +120,12 @@ async def share_connection(
     )
 
 
-@router.delete("/connections/{connection_id}/shares", status_code=204)
+@router.delete(
+    "/connections/{connection_id}/shares",
+    status_code=204,
+    summary="Stop sharing a connection",
+    openapi_extra=request_body(ShareDelete),
+)
 async def unshare_connection(
     connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> Response:
@@ -107,7 +134,7 @@ async def unshare_connection(
     return Response(status_code=204)
 
 
-@router.get("/connections/{connection_id}/activity")
+@router.get("/connections/{connection_id}/activity", summary="A connection's recent activity")
 async def connection_activity(
     connection_id: str,
     caller: CurrentCaller,
@@ -119,7 +146,7 @@ async def connection_activity(
     return {"value": records}
 
 
-@router.get("/me/activity")
+@router.get("/me/activity", summary="Your recent activity")
 async def my_activity(
     caller: CurrentCaller, gateway: GatewayDep, hours: int = Query(default=24, ge=1, le=24 * 90)
 ) -> dict[str, Any]:
@@ -128,7 +155,7 @@ async def my_activity(
     return {"value": records}
 
 
-@router.delete("/me", status_code=200)
+@router.delete("/me", status_code=200, summary="Delete your connections and grants")
 async def delete_my_data(caller: CurrentCaller, gateway: GatewayDep) -> dict[str, int]:
     """Delete the caller's connections (credentials purged, so grants on them stop
     working) and the grants they hold. Connectors they own stay until an admin
@@ -136,14 +163,18 @@ async def delete_my_data(caller: CurrentCaller, gateway: GatewayDep) -> dict[str
     return await gateway.connections.delete_my_data(caller)
 
 
-@router.get("/admin/connections", response_model=ItemList)
+@router.get("/admin/connections", response_model=ItemList, summary="List every connection (admins)")
 async def admin_list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     return ItemList(
         value=[ConnectionPublic.of(c) for c in await gateway.connections.admin_list(caller)]
     )
 
 
-@router.post("/admin/connections/{connection_id}/disable", response_model=ConnectionPublic)
+@router.post(
+    "/admin/connections/{connection_id}/disable",
+    response_model=ConnectionPublic,
+    summary="Disable a connection (admins)",
+)
 async def admin_disable(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
@@ -152,7 +183,11 @@ async def admin_disable(
     )
 
 
-@router.post("/admin/connections/{connection_id}/enable", response_model=ConnectionPublic)
+@router.post(
+    "/admin/connections/{connection_id}/enable",
+    response_model=ConnectionPublic,
+    summary="Enable a connection again (admins)",
+)
 async def admin_enable(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectionPublic:
@@ -161,7 +196,11 @@ async def admin_enable(
     )
 
 
-@router.post("/admin/principals/{object_id}/offboard")
+@router.post(
+    "/admin/principals/{object_id}/offboard",
+    summary="Offboard a user or app (admins)",
+    openapi_extra=request_body(Offboard),
+)
 async def admin_offboard(
     object_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, int]:
@@ -171,7 +210,9 @@ async def admin_offboard(
     return await gateway.connections.offboard(caller, object_id, body.action, body.newOwner)
 
 
-@router.post("/connections/{connection_id}/reauthorize")
+@router.post(
+    "/connections/{connection_id}/reauthorize", summary="Start a new OAuth consent for a connection"
+)
 async def reauthorize(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, str | None]:
@@ -180,7 +221,7 @@ async def reauthorize(
     return {"id": connection_id, "consentUrl": url or None}
 
 
-@router.delete("/connections/{connection_id}", status_code=204)
+@router.delete("/connections/{connection_id}", status_code=204, summary="Delete a connection")
 async def delete_connection(
     connection_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> Response:

@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 
 from functions.api.bodies import json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
+from functions.api.openapi import IMPORT_MULTIPART, request_body
 from functions.api.schemas import (
     ConnectorCreate,
     ConnectorImport,
@@ -17,6 +18,7 @@ from functions.api.schemas import (
     ShareDelete,
     SharePublic,
     auth_scheme,
+    describe_definition,
     oauth_client_input,
 )
 from functions.errors import ValidationFailedError
@@ -24,7 +26,6 @@ from functions.mcp.service import McpService
 from functions.powerplatform import (
     API_DEFINITION_FILE,
     API_PROPERTIES_FILE,
-    inspect_dict,
     parse_json_document,
 )
 from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
@@ -46,7 +47,13 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
     )
 
 
-@router.post("", status_code=201, response_model=ConnectorPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ConnectorPublic,
+    summary="Create a connector",
+    openapi_extra=request_body(ConnectorCreate),
+)
 async def create_connector(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
@@ -55,7 +62,13 @@ async def create_connector(
     return ConnectorPublic.of(connector)
 
 
-@router.post("/import", status_code=201, response_model=ConnectorPublic)
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=ConnectorPublic,
+    summary="Import a Power Platform connector",
+    openapi_extra=request_body(ConnectorImport, extra_content=IMPORT_MULTIPART),
+)
 async def import_connector(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
@@ -72,7 +85,7 @@ async def import_connector(
     connector, definition = await gateway.connectors.import_definition(
         caller, imported, base_url=body.baseUrl, name=body.name, client_secret=body.clientSecret
     )
-    return ConnectorPublic.of(connector, inspect_dict(definition))
+    return ConnectorPublic.of(connector, describe_definition(definition))
 
 
 async def _multipart_import(request: Request) -> ConnectorImport:
@@ -110,24 +123,24 @@ async def _multipart_import(request: Request) -> ConnectorImport:
     return validate_model(ConnectorImport, data)
 
 
-@router.get("", response_model=ItemList)
+@router.get("", response_model=ItemList, summary="List the connectors you can see")
 async def list_connectors(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     items = await gateway.connectors.list_visible(caller)
     return ItemList(value=[ConnectorPublic.of(c) for c in items])
 
 
-@router.get("/{connector_id}", response_model=ConnectorPublic)
+@router.get("/{connector_id}", response_model=ConnectorPublic, summary="Get a connector")
 async def get_connector(
     connector_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
     connector = await gateway.connectors.get_visible(caller, connector_id)
     summary = None
     if connector.source == "powerplatform":
-        summary = inspect_dict((await gateway.connectors.definition(connector)).parsed)
+        summary = describe_definition((await gateway.connectors.definition(connector)).parsed)
     return ConnectorPublic.of(connector, summary)
 
 
-@router.get("/{connector_id}/export")
+@router.get("/{connector_id}/export", summary="Export a connector for Power Platform")
 async def export_connector(
     connector_id: str,
     caller: CurrentCaller,
@@ -159,7 +172,7 @@ async def export_connector(
     return {"apiDefinition": exported[0], "apiProperties": exported[1]}
 
 
-@router.get("/{connector_id}/shares", response_model=ItemList)
+@router.get("/{connector_id}/shares", response_model=ItemList, summary="List a connector's shares")
 async def list_connector_shares(
     connector_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> ItemList:
@@ -170,7 +183,13 @@ async def list_connector_shares(
     )
 
 
-@router.post("/{connector_id}/shares", status_code=201, response_model=SharePublic)
+@router.post(
+    "/{connector_id}/shares",
+    status_code=201,
+    response_model=SharePublic,
+    summary="Share a connector",
+    openapi_extra=request_body(ConnectorShareCreate),
+)
 async def share_connector(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> SharePublic:
@@ -183,7 +202,12 @@ async def share_connector(
     return SharePublic.of(share)
 
 
-@router.delete("/{connector_id}/shares", status_code=204)
+@router.delete(
+    "/{connector_id}/shares",
+    status_code=204,
+    summary="Stop sharing a connector",
+    openapi_extra=request_body(ShareDelete),
+)
 async def unshare_connector(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> Response:
@@ -192,7 +216,12 @@ async def unshare_connector(
     return Response(status_code=204)
 
 
-@router.put("/{connector_id}/oauth-client", response_model=ConnectorPublic)
+@router.put(
+    "/{connector_id}/oauth-client",
+    response_model=ConnectorPublic,
+    summary="Set a connector's OAuth client",
+    openapi_extra=request_body(OAuthClientUpdate),
+)
 async def set_oauth_client(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
@@ -204,7 +233,12 @@ async def set_oauth_client(
     return ConnectorPublic.of(connector)
 
 
-@router.put("/{connector_id}", response_model=ConnectorPublic)
+@router.put(
+    "/{connector_id}",
+    response_model=ConnectorPublic,
+    summary="Replace a connector",
+    openapi_extra=request_body(ConnectorCreate),
+)
 async def replace_connector(
     connector_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> ConnectorPublic:
@@ -212,7 +246,7 @@ async def replace_connector(
     return ConnectorPublic.of(await gateway.connectors.replace(caller, connector_id, _input(body)))
 
 
-@router.delete("/{connector_id}", status_code=204)
+@router.delete("/{connector_id}", status_code=204, summary="Delete a connector")
 async def delete_connector(
     connector_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> Response:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller
+from functions.api.openapi import GATEWAY_EXAMPLE, request_body
 from functions.errors import ValidationFailedError
 from functions.onprem import names
 from functions.onprem.errors import GatewayNotFoundError
@@ -112,7 +113,13 @@ def _settings(request: Request) -> Any:
     return getattr(request.app.state.gateway, "settings", None)
 
 
-@router.post("", status_code=201, response_model=GatewayPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=GatewayPublic,
+    summary="Register an on-premises gateway agent",
+    openapi_extra=request_body(GatewayCreate, example=GATEWAY_EXAMPLE),
+)
 async def register_gateway(
     request: Request, caller: CurrentCaller, registry: RegistryDep
 ) -> GatewayPublic:
@@ -127,7 +134,7 @@ async def register_gateway(
     return GatewayPublic.of(record, registry, _settings(request))
 
 
-@router.get("", response_model=GatewayList)
+@router.get("", response_model=GatewayList, summary="List your on-premises gateways")
 async def list_gateways(
     request: Request, caller: CurrentCaller, registry: RegistryDep
 ) -> GatewayList:
@@ -136,7 +143,7 @@ async def list_gateways(
     return GatewayList(value=[GatewayPublic.of(r, registry, settings) for r in records])
 
 
-@router.get("/{gateway_id}", response_model=GatewayPublic)
+@router.get("/{gateway_id}", response_model=GatewayPublic, summary="Get an on-premises gateway")
 async def get_gateway(
     gateway_id: str, request: Request, caller: CurrentCaller, registry: RegistryDep
 ) -> GatewayPublic:

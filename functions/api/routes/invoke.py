@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from functions.api.bodies import json_body, read_body
 from functions.api.deps import get_caller
+from functions.api.openapi import INVOKE_BODY, UPSTREAM_RESPONSES, request_body
 from functions.api.schemas import OperationCall
 from functions.services.invocation import IncomingCall, UpstreamResponse
 
@@ -104,10 +105,19 @@ for _method in METHODS:  # one entry per method, each with its own operationId
         invoke_documented,
         methods=[_method],
         operation_id=f"invoke_{_method.lower()}",
+        summary=f"Call the connector's API through a connection ({_method})",
+        openapi_extra=INVOKE_BODY if _method in ("POST", "PUT", "PATCH") else None,
+        responses=UPSTREAM_RESPONSES,
     )
 
 
-@router.post("/{connection_id}/operations/{operation_id:path}", response_class=Response)
+@router.post(
+    "/{connection_id}/operations/{operation_id:path}",
+    response_class=Response,
+    summary="Call an imported connector's operation by its operationId",
+    openapi_extra=request_body(OperationCall),
+    responses=UPSTREAM_RESPONSES,
+)
 async def invoke_operation_documented(
     connection_id: str, operation_id: str, call: OperationCall, request: Request
 ) -> Response:

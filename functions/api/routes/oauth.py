@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from functions.api.deps import GatewayDep
+from functions.api.openapi import ANONYMOUS, CALLBACK_RESPONSES
 
 router = APIRouter(prefix="/api/oauth", tags=["oauth"])
 
@@ -44,7 +45,13 @@ PAGE = """<!doctype html>
 BACK = '<p><a id="back" href="/portal/connection.html?id={id}">{label}</a></p>'
 
 
-@router.get("/callback", response_class=HTMLResponse)
+@router.get(
+    "/callback",
+    response_class=HTMLResponse,
+    summary="OAuth redirect target (providers send the user here)",
+    openapi_extra=ANONYMOUS,
+    responses=CALLBACK_RESPONSES,
+)
 async def callback(request: Request, gateway: GatewayDep) -> HTMLResponse:
     params = {
         key: value
