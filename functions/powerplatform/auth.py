@@ -76,6 +76,9 @@ _PLACEHOLDER_WORDS = (
     "todo",
 )
 _PLACEHOLDER_EXACT = frozenset({"none", "null", "undefined", "n/a", "na", "tbd", "test", "x"})
+# The identity providers the OAuth service can run (services/oauth.py
+# POWER_PLATFORM_PROVIDERS; tests/powerplatform/test_corpus_requests.py checks they agree).
+SUPPORTED_IDENTITY_PROVIDERS = frozenset({"aad", "github", "oauth2", "oauth2generic"})
 _DEFAULT_LOGIN_URI = "https://login.microsoftonline.com"
 
 
@@ -196,11 +199,14 @@ def _option(
 
     if oauth_parameter is not None:
         definition_name, definition = _pick_oauth_definition(name, definitions)
-        return make(
-            "oauth2",
-            oauth2=_oauth2_settings(oauth_parameter, definition),
-            security_definition=definition_name,
-        )
+        oauth2 = _oauth2_settings(oauth_parameter, definition)
+        if oauth2.identity_provider.lower() not in SUPPORTED_IDENTITY_PROVIDERS:
+            warnings.append(
+                f"{where}: the OAuth identity provider {oauth2.identity_provider!r} is not "
+                "supported; connections using it cannot be created, so its operations "
+                "cannot be called"
+            )
+        return make("oauth2", oauth2=oauth2, security_definition=definition_name)
     if gateway and _allows_windows(parameters):
         return make("windows")
 

@@ -15,9 +15,14 @@ Contract:
   `boolean` accepts "true"/"false", `string` accepts numbers), `enum`, and `items`; JSON
   bodies against their schema (`$ref`s resolved): types, `required`, `enum`. JSON null
   is accepted anywhere: Power Automate sends it for empty optional fields.
-- Path values are percent-encoded as one segment each (`/` becomes %2F), twice for
-  `x-ms-url-encoding: double`; `.`/`..`/empty values are refused, as they would change
-  the path. Literal path text keeps its existing %XX escapes.
+- Path values are percent-encoded as encodeURIComponent does (`/` becomes %2F, `;`
+  %3B, space %20), twice for `x-ms-url-encoding: double`; `.`/`..`/empty values are
+  refused, as they would change the path. Literal path text keeps its %XX escapes.
+  Query values are encoded the same way when the URL is built (upstream/urls.py).
+- An enum that contradicts its type accepts what either reading allows (coerce.py).
+- Header values must be ASCII without line breaks; header parameters whose names are
+  not HTTP tokens are never sent (422 `invalid_header_name` when a call would).
+- No body, no Content-Type.
 - Query arrays follow `collectionFormat` (csv, ssv, tsv, pipes, multi).
 - Bodies are JSON unless the operation consumes only non-JSON types and the value is a
   string. formData is multipart/form-data when a parameter is a `file` or the operation

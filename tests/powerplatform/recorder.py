@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 
@@ -45,7 +46,11 @@ class Recorded:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, first: int = 1) -> None:
+        """`tls`: serve HTTPS with this context; `first`: the first record number (two
+        recorders behind one gateway number their records apart)."""
+        self._tls = tls
+        self._first = first
         self.records: dict[int, Recorded] = {}
         self.malformed: list[bytes] = []
         self._lock = threading.Lock()
@@ -56,12 +61,12 @@ class Recorder:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> Recorder:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls), self._loop
         )
         self._server = future.result(10)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -96,9 +101,13 @@ class Recorder:
         with self._lock:
             return self.records[max(self.records)]
 
+    def owns(self, number: int) -> bool:
+        with self._lock:
+            return number in self.records
+
     def _keep(self, record: Recorded) -> int:
         with self._lock:
-            number = len(self.records) + 1
+            number = len(self.records) + self._first
             self.records[number] = record
             return number
 
@@ -107,7 +116,12 @@ class Recorder:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                except (
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    ConnectionError,
+                    ssl.SSLError,
+                ):
                     return
                 record = await self._read_request(reader, head)
                 if record is None:
