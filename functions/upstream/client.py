@@ -30,7 +30,7 @@ import httpx
 from functions.observability import count_security_event
 from functions.upstream.egress import EgressPolicy
 from functions.upstream.egress_clients import EgressNetworkBackend, egress_resolver, socket_guard
-from functions.upstream.headers import is_framing_header
+from functions.upstream.headers import FRAMING_HEADERS, is_framing_header
 from functions.upstream.resolve import ResolvingTransport, parse_overrides
 
 # One pool for all upstream calls: how many sockets at once, how many kept idle.
@@ -192,9 +192,7 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        self._egress.check_name(url.host, port)
-        self._egress.check_literal(url.host, port)
+        self._egress.check_host(url.host, url.port or (443 if url.scheme == "https" else 80))
         _enforce_framing(request)
         if self._hop_marker:
             request.headers["Via"] = self._hop_marker
@@ -217,10 +215,37 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+_FRAMING_BYTES = frozenset(name.encode() for name in FRAMING_HEADERS)
+
+
 def _enforce_framing(request: httpx.Request) -> None:
     """Only the client frames a request: hop-by-hop headers and Transfer-Encoding go
     (aiohttp frames a streamed body itself; a bytes body has a Content-Length), Host
-    is the URL's, Content-Length is the body's. Never both length and chunking."""
+    is the URL's, Content-Length is the body's. Never both length and chunking.
+
+    One pass over the raw header list: this runs on every call (bench/egress.py)."""
+    host: bytes | None = None
+    length: bytes | None = None
+    suspicious = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered in _FRAMING_BYTES or lowered.startswith(b"proxy-"):
+            if lowered == b"host" and host is None:
+                host = value
+            elif lowered == b"content-length" and length is None:
+                length = value
+            else:
+                suspicious = True
+    try:
+        body_length = str(len(request.content)).encode()
+    except httpx.RequestNotRead:
+        body_length = None
+    if (
+        not suspicious
+        and (host is None or host == request.url.netloc)
+        and (length is None or length == body_length)
+    ):
+        return
     headers = request.headers
     removed = sorted(
         {name.lower() for name in headers if is_framing_header(name)} - {"host", "content-length"}
@@ -228,18 +253,16 @@ def _enforce_framing(request: httpx.Request) -> None:
     for name in removed:
         del headers[name]
     expected_host = request.url.netloc.decode("ascii")
-    if headers.get("host", expected_host) != expected_host:
+    if headers.get_list("host") not in ([], [expected_host]):
         headers["Host"] = expected_host
         removed.append("host")
     if "content-length" in headers:
-        try:
-            length = str(len(request.content))
-        except httpx.RequestNotRead:
+        if body_length is None:
             del headers["content-length"]  # a streamed body is chunked by aiohttp
-        else:
-            if headers["content-length"] != length:
-                headers["Content-Length"] = length
-                removed.append("content-length")
+            removed.append("content-length")
+        elif headers.get_list("content-length") != [body_length.decode()]:
+            headers["Content-Length"] = body_length.decode()
+            removed.append("content-length")
     if removed:
         count_security_event("framing_header_stripped", f"{', '.join(removed)} not sent as set")
 
