@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from functions.domain.models import AuthScheme, Connection, Connector, OAuthScheme, Share
 from functions.services.connectors import OAuthClientInput
+from functions.upstream.headers import is_framing_header
 
 # RFC 9110 token: what a header name may contain.
 HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -36,6 +37,10 @@ class AuthApiKey(Strict):
     def _header_name(self) -> AuthApiKey:
         if self.in_ == "header" and not re.match(HEADER_NAME, self.name):
             raise ValueError("name is not a valid HTTP header name")
+        if self.in_ == "header" and is_framing_header(self.name):
+            # Issue 12: a credential in Content-Length, Host, Connection... would frame
+            # or retarget the request (request smuggling); only the client sets those.
+            raise ValueError(f"{self.name} is a framing or hop-by-hop header; choose another")
         return self
 
 
