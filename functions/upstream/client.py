@@ -12,6 +12,11 @@ redirects followed and no cookie jar:
   connection per hour): httpx's own transport, whose error types the OAuth code
   relies on.
 
+Both pass the outbound address policy (functions/upstream/egress.py): every address
+is checked after resolution and connected to as checked. The data plane also frames
+requests itself only (no smuggling headers), marks them with a `Via` hop, and bounds
+each call by a total deadline (docs/security.md).
+
 Cookies: a gateway client is shared by every connection and every caller, so a
 `Set-Cookie` from one upstream must never come back on another caller's request.
 Both clients refuse to store cookies (httpx's jar and aiohttp's).
