@@ -450,3 +450,34 @@ def test_the_gateway_calling_itself_is_refused(gateway: GatewayUnderTest) -> Non
         assert_problem(looped, 508, "loop_detected")
         other = client.get("/api/connections/anything/invoke/x", headers={"Via": "1.1 proxy.corp"})
         assert other.status_code == 404  # not a loop: the unknown connection answers
+
+
+def test_oauth_discovery_and_token_endpoints_pass_the_policy(
+    strict: GatewayUnderTest, oidc: Any
+) -> None:
+    """The identity provider listens on loopback: a gateway that does not allow
+    loopback refuses to call it (discovery at connection creation, 403 before any
+    connection), and the provider receives no token request."""
+    before = oidc.stats()
+    with strict.client("egress-oauth") as client:
+        connector = client.post(
+            "/api/connectors",
+            json={
+                "name": "oidc",
+                "baseUrl": "https://api.example.com",
+                "auth": {
+                    "type": "oauth2",
+                    "provider": "generic-oidc",
+                    "clientId": "c",
+                    "clientSecret": "s",
+                    "settings": {"issuer": oidc.issuer},
+                    "scopes": ["openid"],
+                },
+            },
+        )
+        assert connector.status_code == 201, connector.text
+        created = client.post(
+            f"/api/connectors/{connector.json()['id']}/connections", json={"displayName": "o"}
+        )
+        assert_problem(created, 403, "egress_denied")
+    assert oidc.stats() == before
