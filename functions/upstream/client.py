@@ -114,8 +114,6 @@ def data_plane_client(
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
-    checked_resolver = egress_resolver(egress, resolver)
-
     def session() -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
@@ -123,7 +121,8 @@ def data_plane_client(
             limit_per_host=per_host,
             keepalive_timeout=LIMITS.keepalive_expiry or 5.0,
             ssl=tls,
-            resolver=checked_resolver,
+            # Checks every resolved address; aiohttp caches what it returns (10 s).
+            resolver=egress_resolver(egress, resolver),
             socket_factory=socket_guard(egress, connects),
         )
         return aiohttp.ClientSession(
@@ -135,7 +134,6 @@ def data_plane_client(
     if resolve:
         transport = ResolvingTransport(transport, parse_overrides(resolve))
     guarded = _DataPlaneGuard(transport, egress, deadline=deadline, hop_marker=hop_marker)
-    guarded.resolver = checked_resolver
     return _client(guarded, timeout, None)
 
 
@@ -179,8 +177,6 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
     - a `Via` hop marker, so a request that loops back is refused on arrival;
     - a total deadline over the response headers and the body.
     """
-
-    resolver: Any = None
 
     def __init__(
         self,

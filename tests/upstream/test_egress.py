@@ -110,6 +110,41 @@ def test_allow_rules_cidrs_pairs_and_loopback() -> None:
     assert looped.value.code == "loop_detected"
 
 
+def test_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "GATEWAY_ENVIRONMENT": "development",
+            "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "GATEWAY_LOCAL_SECRET_KEY": "k",
+            "GATEWAY_EGRESS_ALLOW": "10.1.0.0/16, api.corp:8443",
+            "GATEWAY_EGRESS_ALLOW_LOOPBACK": "true",
+            "GATEWAY_UPSTREAM_DEADLINE_SECONDS": "7.5",
+            "GATEWAY_UPSTREAM_CONNECTIONS_PER_HOST": "9",
+            "GATEWAY_CONNECTION_CALLS_PER_MINUTE": "60",
+            "GATEWAY_CONNECTION_MAX_CONCURRENT": "3",
+            "GATEWAY_MAX_RESPONSE_BYTES": "1000",
+        }
+    )
+    assert settings.egress_allow == ("10.1.0.0/16", "api.corp:8443")
+    assert settings.egress_allow_loopback is True
+    assert settings.upstream_deadline_seconds == 7.5
+    assert settings.upstream_connections_per_host == 9
+    assert (settings.connection_calls_per_minute, settings.connection_max_concurrent) == (60, 3)
+    assert settings.max_response_bytes == 1000
+    defaults = Settings.from_env(
+        {
+            "GATEWAY_ENVIRONMENT": "development",
+            "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "GATEWAY_LOCAL_SECRET_KEY": "k",
+        }
+    )
+    assert defaults.egress_allow_loopback is False and defaults.egress_allow == ()
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(
+            {**{"GATEWAY_ENVIRONMENT": "development"}, "GATEWAY_EGRESS_ALLOW_LOOPBACK": "yes"}
+        )
+
+
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "host", "host:0", "host:http", ""])
 def test_bad_allow_entries_are_configuration_errors(entry: str) -> None:
     with pytest.raises(ConfigurationError):

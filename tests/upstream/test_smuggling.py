@@ -131,6 +131,7 @@ def test_caller_framing_and_platform_headers_are_not_forwarded(
                 "X-IDENTITY-HEADER": "stolen",
                 "X-Forwarded-For": "10.0.0.1",
                 "X-MS-TOKEN-AAD-ACCESS-TOKEN": "t",
+                "Via": "1.1 proxy.corp",
                 "X-Fine": "kept",
             },
         )
@@ -151,6 +152,9 @@ def test_caller_framing_and_platform_headers_are_not_forwarded(
         assert name not in head, name
     assert b"x-fine: kept" in head
     assert b"content-length: 3" in head
+    # The caller's Via is not passed on; the gateway's hop marker is (loop detection).
+    assert b"proxy.corp" not in head
+    assert head.count(b"via: ") == 1 and b"via: 1.1 gateway.example.test" in head
 
 
 def test_the_client_never_sends_length_and_chunking_together(recorder: RawServer) -> None:
