@@ -108,6 +108,9 @@ class ConnectorCreate(Strict):
     # May connections to this connector be shared (callers acting with the owner's
     # credentials)? Power Platform definitions can also forbid it per parameter set.
     allowConnectionSharing: bool = True
+    # Calls a minute per connection (per gateway instance); unset: the gateway's
+    # default (500, as Power Platform).
+    callsPerMinute: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class PrincipalRef(Strict):
@@ -173,6 +176,7 @@ class ConnectorPublic(BaseModel):
     auth: dict[str, Any] | None
     description: str | None
     allowConnectionSharing: bool = True
+    callsPerMinute: int | None = None
     source: str
     owner: str
     createdAt: datetime | None
@@ -200,6 +204,7 @@ class ConnectorPublic(BaseModel):
             oauthClient=client,
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
+            callsPerMinute=c.calls_per_minute,
             source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,

@@ -305,7 +305,9 @@ class InvocationService:
             )
             if request.base_url != resolved.connector.base_url:
                 request.base_url = _policy_base_url(request.base_url)
-        async with self._limiter.hold(resolved.connection.id):
+        async with self._limiter.hold(
+            resolved.connection.id, calls_per_minute=resolved.connector.calls_per_minute
+        ):
             response = await self.send(resolved, request)
         response.operation_id = operation_id
         response.resolved = resolved

@@ -247,3 +247,24 @@ def test_utf8_header_values_pass_both_ways_and_undecodable_ones_are_400(
             )
             assert_problem(refused, 400, "invalid_header")
         assert upstream.requests == 1
+
+
+def test_the_limit_is_a_connector_setting(gateway: GatewayUnderTest, echo: ThreadedServer) -> None:
+    """The shared gateway keeps the default (500 a minute); this connector asks 2."""
+    with gateway.client("lim-connector") as client:
+        created = client.post(
+            "/api/connectors", json={"name": "two", "baseUrl": echo.url, "callsPerMinute": 2}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["callsPerMinute"] == 2
+        assert client.get(f"/api/connectors/{created.json()['id']}").json()["callsPerMinute"] == 2
+        connection = connect(client, created.json()["id"], {})
+        url = f"/api/connections/{connection}/invoke/x"
+        assert [client.get(url).status_code for _ in range(2)] == [200, 200]
+        refused = client.get(url)
+        assert_problem(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 20  # 2 a minute: one every 30 s
+        invalid = client.post(
+            "/api/connectors", json={"name": "x", "baseUrl": echo.url, "callsPerMinute": 0}
+        )
+        assert_problem(invalid, 422, "validation_error")
