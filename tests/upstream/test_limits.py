@@ -96,6 +96,30 @@ def test_a_trickling_upstream_cannot_hold_a_call(
     assert elapsed < 4.5  # a byte every 0.5 s would take 50 s
 
 
+def test_a_trickling_stream_is_cut_at_the_deadline(limited: GatewayUnderTest) -> None:
+    """Unsized answers stream through; the deadline still ends them (the caller sees
+    the stream break off, not a call held for minutes)."""
+
+    async def drip(server: RawServer, request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+
+    with RawServer(respond=drip) as upstream:
+        connection = native_connection(limited, "lim-stream", upstream.url)
+        with limited.client("lim-stream") as client:
+            started = time.monotonic()
+            with pytest.raises(httpx.TransportError):
+                with client.stream("GET", f"/api/connections/{connection}/invoke/x") as response:
+                    assert response.status_code == 200
+                    for _ in response.iter_bytes():
+                        pass
+            assert time.monotonic() - started < 4.5
+
+
 def test_calls_a_minute_per_connection_answer_429_with_retry_after(
     limited: GatewayUnderTest, echo: ThreadedServer
 ) -> None:
