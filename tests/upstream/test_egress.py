@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from functions.upstream.egress import (
 from functions.upstream.egress_clients import egress_requests_adapter
 from tests.api.helpers import assert_problem
 from tests.conftest import GatewayUnderTest
+from tests.fixtures.oidc import CLIENT_ID, CLIENT_SECRET, GATEWAY_REDIRECT_URI
 from tests.upstream.helpers import connect, dynamic_host, import_connector
 from tests.upstream.rawserver import RawServer
 
@@ -488,7 +490,7 @@ def test_the_gateway_calling_itself_is_refused(gateway: GatewayUnderTest) -> Non
 
 
 def test_oauth_discovery_and_token_endpoints_pass_the_policy(
-    strict: GatewayUnderTest, oidc: Any
+    strict: GatewayUnderTest, oidc: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The identity provider listens on loopback: a gateway that does not allow
     loopback refuses to call it (discovery at connection creation, 403 before any
@@ -503,8 +505,8 @@ def test_oauth_discovery_and_token_endpoints_pass_the_policy(
                 "auth": {
                     "type": "oauth2",
                     "provider": "generic-oidc",
-                    "clientId": "c",
-                    "clientSecret": "s",
+                    "clientId": CLIENT_ID,
+                    "clientSecret": CLIENT_SECRET,
                     "settings": {"issuer": oidc.issuer},
                     "scopes": ["openid"],
                 },
@@ -514,5 +516,16 @@ def test_oauth_discovery_and_token_endpoints_pass_the_policy(
         created = client.post(
             f"/api/connectors/{connector.json()['id']}/connections", json={"displayName": "o"}
         )
-        assert_problem(created, 403, "egress_denied")
+        if created.status_code == 201:
+            # The provider's discovery document was cached by this process already
+            # (another gateway in the test session fetched it): the token exchange
+            # at the callback is the first outbound call, and it is refused.
+            result = oidc.authorize(created.json()["consentUrl"], redirect_uri=GATEWAY_REDIRECT_URI)
+            with caplog.at_level(logging.WARNING), strict.client(user=None) as anonymous:
+                page = anonymous.get("/api/oauth/callback", params=result.params)
+            # The callback page says only that sign-in failed; the log says why.
+            assert 'data-outcome="error"' in page.text, page.text
+            assert any("egress_denied" in r.getMessage() for r in caplog.records)
+        else:
+            assert_problem(created, 403, "egress_denied")
     assert oidc.stats() == before
