@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from functions.errors import RateLimitedError
@@ -71,11 +70,9 @@ class ConnectionLimiter:
             )
         bucket.tokens -= 1.0
 
-    @asynccontextmanager
-    async def hold(
-        self, connection_id: str, *, calls_per_minute: int | None = None
-    ) -> AsyncIterator[None]:
-        """One call of `connection_id`: rate budget, then a slot while it runs."""
+    def acquire(self, connection_id: str, calls_per_minute: int | None = None) -> None:
+        """Start one call of `connection_id`: rate budget, then an in-flight slot.
+        Raises RateLimitedError; otherwise `release` must follow (try/finally)."""
         self.take(connection_id, calls_per_minute)
         running = self._in_flight.get(connection_id, 0)
         if running >= self.max_concurrent:
@@ -86,14 +83,13 @@ class ConnectionLimiter:
                 headers={"Retry-After": "1"},
             )
         self._in_flight[connection_id] = running + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[connection_id] - 1
-            if left:
-                self._in_flight[connection_id] = left
-            else:
-                del self._in_flight[connection_id]
+
+    def release(self, connection_id: str) -> None:
+        left = self._in_flight[connection_id] - 1
+        if left:
+            self._in_flight[connection_id] = left
+        else:
+            del self._in_flight[connection_id]
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now

@@ -292,3 +292,33 @@ def test_the_limit_is_a_connector_setting(gateway: GatewayUnderTest, echo: Threa
             "/api/connectors", json={"name": "x", "baseUrl": echo.url, "callsPerMinute": 0}
         )
         assert_problem(invalid, 422, "validation_error")
+
+
+def test_the_token_bucket_refills_evenly_and_frees_slots() -> None:
+    from functions.errors import RateLimitedError
+    from functions.upstream.limits import ConnectionLimiter
+
+    now = [0.0]
+    limiter = ConnectionLimiter(60, 2, clock=lambda: now[0])
+    for _ in range(60):  # a burst up to the minute's budget passes
+        limiter.take("c")
+    with pytest.raises(RateLimitedError) as refused:
+        limiter.take("c")
+    assert refused.value.headers["Retry-After"] == "1"  # one call a second comes back
+    now[0] = 1.0
+    limiter.take("c")
+    limiter.take("other")  # its own budget
+    # A connector's own limit replaces the default for its connections.
+    limiter.take("slow", 2)
+    limiter.take("slow", 2)
+    with pytest.raises(RateLimitedError) as slow:
+        limiter.take("slow", 2)
+    assert slow.value.headers["Retry-After"] == "30"
+    # In-flight slots: two at once, the third refused until one is released.
+    limiter = ConnectionLimiter(1000, 2, clock=lambda: now[0])
+    limiter.acquire("c")
+    limiter.acquire("c")
+    with pytest.raises(RateLimitedError):
+        limiter.acquire("c")
+    limiter.release("c")
+    limiter.acquire("c")
