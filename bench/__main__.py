@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import imports, profiling, report
+from bench import egress, imports, profiling, report
 from bench.load import Load, LoadResult, run_load
 from bench.nginx import Nginx, start_nginx
 from bench.procs import (
@@ -443,6 +443,10 @@ class Bench:
 
             # -- Table and Key Vault calls, counted in the gateway's own stores (in process)
             self.extra["counters"] = self.count_calls()
+
+        # -- the outbound address policy's own cost (issue 12), in process
+        self.log("outbound address policy cost")
+        self.extra["egress"] = egress.measure()
 
         # -- cold start imports (nothing else running)
         self.log("import times (fresh interpreters)")

@@ -266,6 +266,26 @@ def render(bench: Bench, started: datetime, elapsed: float, command: str) -> str
             f"instance): {bench.extra.get('kv_calls_2_workers', '-')}.")
         add("")
 
+    # ------------------------------------------------------------ egress policy
+    egress_figures = bench.extra.get("egress")
+    if egress_figures:
+        add("## Outbound address policy: cost per call (issue 12)")
+        add("")
+        add("Measured in the bench process by `bench/egress.py` (`python -m bench.egress` alone): "
+            "the checks each data-plane call passes, and the check of a fresh DNS answer, which "
+            "is paid once per aiohttp DNS-cache entry (`ttl_dns_cache`, 10 s), not per call.")
+        add("")
+        add("| check | us |")
+        add("|---|---:|")
+        for label, micros in egress_figures["per_call_us"].items():
+            add(f"| {label} | {micros:.2f} |")
+        warm = egress_figures["warm_path"]
+        add("")
+        add(f"Warm path: {warm['calls']} calls to a host name, each on a new connection "
+            f"({warm['connections']} connections), asked the resolver {warm['lookups']} time(s): "
+            "aiohttp's DNS cache holds the checked answer, so the policy adds no lookup.")
+        add("")
+
     # ------------------------------------------------------------ imports
     if imp:
         add("## Cold start: import time")

@@ -14,6 +14,7 @@ from functions.powerplatform.errors import PolicyNotSupportedError
 from functions.powerplatform.model import ConnectorDefinition
 from functions.powerplatform.policies import ensure_operation_supported
 from functions.services.connectors import OAuthClientInput
+from functions.upstream.headers import is_framing_header
 
 # RFC 9110 token: what a header name may contain.
 HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -42,6 +43,10 @@ class AuthApiKey(Strict):
     def _header_name(self) -> AuthApiKey:
         if self.in_ == "header" and not re.match(HEADER_NAME, self.name):
             raise ValueError("name is not a valid HTTP header name")
+        if self.in_ == "header" and is_framing_header(self.name):
+            # Issue 12: a credential in Content-Length, Host, Connection... would frame
+            # or retarget the request (request smuggling); only the client sets those.
+            raise ValueError(f"{self.name} is a framing or hop-by-hop header; choose another")
         return self
 
 
@@ -128,6 +133,9 @@ class ConnectorCreate(Strict):
     # May connections to this connector be shared (callers acting with the owner's
     # credentials)? Power Platform definitions can also forbid it per parameter set.
     allowConnectionSharing: bool = True
+    # Calls a minute per connection (per gateway instance); unset: the gateway's
+    # default (500, as Power Platform).
+    callsPerMinute: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class PrincipalRef(Strict):
@@ -232,6 +240,7 @@ class ConnectorPublic(BaseModel):
     auth: dict[str, Any] | None
     description: str | None
     allowConnectionSharing: bool = True
+    callsPerMinute: int | None = None
     source: str
     owner: str
     createdAt: datetime | None
@@ -259,6 +268,7 @@ class ConnectorPublic(BaseModel):
             oauthClient=client,
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
+            callsPerMinute=c.calls_per_minute,
             source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,

@@ -176,6 +176,9 @@ class Connector:
     # Whether connections to this connector may be shared (native connectors; imported
     # ones follow their parameter sets' `allowSharing`).
     allow_connection_sharing: bool = True
+    # Calls a minute per connection of this connector (per gateway instance); None is
+    # the gateway's GATEWAY_CONNECTION_CALLS_PER_MINUTE (issue 12).
+    calls_per_minute: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

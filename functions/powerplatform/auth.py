@@ -36,6 +36,7 @@ from functions.powerplatform.model import (
     OAuth2Settings,
     ParameterSet,
 )
+from functions.upstream.headers import is_framing_header
 
 _CANONICAL_TYPES = {
     name.lower(): name
@@ -232,6 +233,14 @@ def _option(
             warnings.append(
                 f"{where}: apiKey security definition {definition_name!r} needs 'in' "
                 "(header or query) and 'name'; treated as no authentication"
+            )
+            return make("none")
+        if location == "header" and is_framing_header(key_name):
+            # Issue 12: never a credential in a framing header (request smuggling).
+            warnings.append(
+                f"{where}: apiKey security definition {definition_name!r} names {key_name}, "
+                "a framing or hop-by-hop header the gateway never sets; treated as no "
+                "authentication"
             )
             return make("none")
         return make(

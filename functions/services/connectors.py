@@ -69,6 +69,7 @@ class ConnectorInput:
     # OAuth 2.0 connectors: the client (its secret goes to the secret store).
     oauth_client: OAuthClientInput | None = None
     allow_connection_sharing: bool = True
+    calls_per_minute: int | None = None
 
 
 def connector_secret_name(connector_id: str) -> str:
@@ -261,6 +262,7 @@ class ConnectorService:
             auth=data.auth,
             description=data.description,
             allow_connection_sharing=data.allow_connection_sharing,
+            calls_per_minute=data.calls_per_minute,
         )
         connector = await self._store.insert_connector(connector)
         if data.oauth_client is not None:
@@ -450,6 +452,7 @@ class ConnectorService:
         connector.auth = data.auth
         connector.description = data.description
         connector.allow_connection_sharing = data.allow_connection_sharing
+        connector.calls_per_minute = data.calls_per_minute
         connector = await self._replace_connector(connector)
         if data.oauth_client is not None:
             connector = await self._save_oauth_client(connector, data.oauth_client)

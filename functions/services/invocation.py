@@ -171,13 +171,13 @@ class InvocationService:
         For imported connectors the request is matched to an operation by method and
         path (as API Management does), so operation-scoped policies apply too.
         """
-        self.refuse_looped(call.headers)
         return await self._audited(
             caller, connection_id, None, self._invoke_raw(caller, connection_id, call)
         )
 
     def refuse_looped(self, headers: list[tuple[str, str]]) -> None:
-        """508 `loop_detected` if the request already went through this gateway."""
+        """508 `loop_detected` if the request already went through this gateway (the
+        invoke routes call it first thing, before authentication)."""
         if self._hop_marker:
             refuse_looped(headers, self._hop_marker)
 
@@ -305,8 +305,12 @@ class InvocationService:
             )
             if request.base_url != resolved.connector.base_url:
                 request.base_url = _policy_base_url(request.base_url)
-        async with self._limiter.hold(resolved.connection.id):
+        limiter, connection_id = self._limiter, resolved.connection.id
+        limiter.acquire(connection_id, resolved.connector.calls_per_minute)
+        try:
             response = await self.send(resolved, request)
+        finally:
+            limiter.release(connection_id)
         response.operation_id = operation_id
         response.resolved = resolved
         if definition is None or not _has_response_policies(definition, operation_id):

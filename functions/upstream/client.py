@@ -12,6 +12,11 @@ redirects followed and no cookie jar:
   connection per hour): httpx's own transport, whose error types the OAuth code
   relies on.
 
+Both pass the outbound address policy (functions/upstream/egress.py): every address
+is checked after resolution and connected to as checked. The data plane also frames
+requests itself only (no smuggling headers), marks them with a `Via` hop, and bounds
+each call by a total deadline (docs/security.md).
+
 Cookies: a gateway client is shared by every connection and every caller, so a
 `Set-Cookie` from one upstream must never come back on another caller's request.
 Both clients refuse to store cookies (httpx's jar and aiohttp's).
@@ -32,7 +37,7 @@ import httpx
 from functions.observability import count_security_event
 from functions.upstream.egress import EgressPolicy
 from functions.upstream.egress_clients import EgressNetworkBackend, egress_resolver, socket_guard
-from functions.upstream.headers import is_framing_header
+from functions.upstream.headers import FRAMING_HEADERS, is_framing_header
 from functions.upstream.resolve import ResolvingTransport, parse_overrides
 
 if TYPE_CHECKING:
@@ -115,8 +120,6 @@ def data_plane_client(
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
-    checked_resolver = egress_resolver(egress, resolver)
-
     def session() -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, as aiohttp requires.
         connector = aiohttp.TCPConnector(
@@ -124,7 +127,8 @@ def data_plane_client(
             limit_per_host=per_host,
             keepalive_timeout=LIMITS.keepalive_expiry or 5.0,
             ssl=tls,
-            resolver=checked_resolver,
+            # Checks every resolved address; aiohttp caches what it returns (10 s).
+            resolver=egress_resolver(egress, resolver),
             socket_factory=socket_guard(egress, connects),
         )
         return _encoded_url_session_class()(
@@ -142,7 +146,6 @@ def data_plane_client(
     if resolve:
         transport = ResolvingTransport(transport, parse_overrides(resolve))
     guarded = _DataPlaneGuard(transport, egress, deadline=deadline, hop_marker=hop_marker)
-    guarded.resolver = checked_resolver
     return _client(guarded, timeout, None)
 
 
@@ -212,8 +215,6 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
     - a total deadline over the response headers and the body.
     """
 
-    resolver: Any = None
-
     def __init__(
         self,
         inner: httpx.AsyncBaseTransport,
@@ -229,9 +230,7 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        self._egress.check_name(url.host, port)
-        self._egress.check_literal(url.host, port)
+        self._egress.check_host(url.host, url.port or (443 if url.scheme == "https" else 80))
         _enforce_framing(request)
         if self._hop_marker:
             request.headers["Via"] = self._hop_marker
@@ -254,10 +253,37 @@ class _DataPlaneGuard(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+_FRAMING_BYTES = frozenset(name.encode() for name in FRAMING_HEADERS)
+
+
 def _enforce_framing(request: httpx.Request) -> None:
     """Only the client frames a request: hop-by-hop headers and Transfer-Encoding go
     (aiohttp frames a streamed body itself; a bytes body has a Content-Length), Host
-    is the URL's, Content-Length is the body's. Never both length and chunking."""
+    is the URL's, Content-Length is the body's. Never both length and chunking.
+
+    One pass over the raw header list: this runs on every call (bench/egress.py)."""
+    host: bytes | None = None
+    length: bytes | None = None
+    suspicious = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered in _FRAMING_BYTES or lowered.startswith(b"proxy-"):
+            if lowered == b"host" and host is None:
+                host = value
+            elif lowered == b"content-length" and length is None:
+                length = value
+            else:
+                suspicious = True
+    try:
+        body_length = str(len(request.content)).encode()
+    except httpx.RequestNotRead:
+        body_length = None
+    if (
+        not suspicious
+        and (host is None or host == request.url.netloc)
+        and (length is None or length == body_length)
+    ):
+        return
     headers = request.headers
     removed = sorted(
         {name.lower() for name in headers if is_framing_header(name)} - {"host", "content-length"}
@@ -265,18 +291,16 @@ def _enforce_framing(request: httpx.Request) -> None:
     for name in removed:
         del headers[name]
     expected_host = request.url.netloc.decode("ascii")
-    if headers.get("host", expected_host) != expected_host:
+    if headers.get_list("host") not in ([], [expected_host]):
         headers["Host"] = expected_host
         removed.append("host")
     if "content-length" in headers:
-        try:
-            length = str(len(request.content))
-        except httpx.RequestNotRead:
+        if body_length is None:
             del headers["content-length"]  # a streamed body is chunked by aiohttp
-        else:
-            if headers["content-length"] != length:
-                headers["Content-Length"] = length
-                removed.append("content-length")
+            removed.append("content-length")
+        elif headers.get_list("content-length") != [body_length.decode()]:
+            headers["Content-Length"] = body_length.decode()
+            removed.append("content-length")
     if removed:
         count_security_event("framing_header_stripped", f"{', '.join(removed)} not sent as set")
 

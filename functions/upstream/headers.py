@@ -3,9 +3,14 @@
 Request headers from the caller are forwarded except: hop-by-hop headers (RFC 9110
 section 7.6.1, plus any named in `Connection`), the caller's own credentials for the
 gateway (`Authorization`, `Cookie`, `Proxy-Authorization`), headers the platform or the
-gateway adds (`X-Forwarded-*`, Azure front-end headers, `X-Gateway-*`), `Host` and
-`Content-Length` (httpx sets both), and any header the connector's credential uses (a
-caller must not override or learn the credential by supplying it).
+gateway adds (`X-Forwarded-*`, Azure front-end headers, `X-Gateway-*`, identity headers
+such as `Metadata` and `X-IDENTITY-HEADER`, `Via`), `Host` and `Content-Length` (httpx
+sets both), and any header the connector's credential uses (a caller must not override
+or learn the credential by supplying it).
+
+Framing headers (`FRAMING_HEADERS`) never come from a policy or a definition either:
+`strip_framing_headers` removes and counts them before sending (issue 12, request
+smuggling; docs/security.md).
 """
 
 from __future__ import annotations

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from functions.errors import RateLimitedError
@@ -29,6 +28,7 @@ _IDLE_SECONDS = 120.0
 class _Bucket:
     tokens: float
     updated: float
+    capacity: float
 
 
 class ConnectionLimiter:
@@ -41,39 +41,39 @@ class ConnectionLimiter:
     ) -> None:
         self.calls_per_minute = calls_per_minute
         self.max_concurrent = max_concurrent
-        self._rate = calls_per_minute / 60.0
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
         self._last_sweep = clock()
 
-    def take(self, connection_id: str) -> None:
-        """Spend one call of `connection_id`'s budget, or raise RateLimitedError."""
+    def take(self, connection_id: str, calls_per_minute: int | None = None) -> None:
+        """Spend one call of `connection_id`'s budget (`calls_per_minute`, else the
+        default), or raise RateLimitedError."""
+        limit = calls_per_minute or self.calls_per_minute
+        rate = limit / 60.0
         now = self._clock()
         if now - self._last_sweep > _IDLE_SECONDS:
             self._sweep(now)
         bucket = self._buckets.get(connection_id)
-        if bucket is None:
-            bucket = self._buckets[connection_id] = _Bucket(float(self.calls_per_minute), now)
+        if bucket is None or bucket.capacity != limit:  # new, or the limit was changed
+            bucket = self._buckets[connection_id] = _Bucket(float(limit), now, float(limit))
         else:
-            bucket.tokens = min(
-                float(self.calls_per_minute), bucket.tokens + (now - bucket.updated) * self._rate
-            )
+            bucket.tokens = min(bucket.capacity, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
         if bucket.tokens < 1.0:
-            wait = max(1, math.ceil((1.0 - bucket.tokens) / self._rate))
+            wait = max(1, math.ceil((1.0 - bucket.tokens) / rate))
             raise RateLimitedError(
-                f"connection {connection_id} made more than {self.calls_per_minute} calls a "
-                f"minute; retry in {wait} s",
-                extra={"connectionId": connection_id, "limit": self.calls_per_minute},
+                f"connection {connection_id} made more than {limit} calls a minute; retry in "
+                f"{wait} s",
+                extra={"connectionId": connection_id, "limit": limit},
                 headers={"Retry-After": str(wait)},
             )
         bucket.tokens -= 1.0
 
-    @asynccontextmanager
-    async def hold(self, connection_id: str) -> AsyncIterator[None]:
-        """One call of `connection_id`: rate budget, then a slot while it runs."""
-        self.take(connection_id)
+    def acquire(self, connection_id: str, calls_per_minute: int | None = None) -> None:
+        """Start one call of `connection_id`: rate budget, then an in-flight slot.
+        Raises RateLimitedError; otherwise `release` must follow (try/finally)."""
+        self.take(connection_id, calls_per_minute)
         running = self._in_flight.get(connection_id, 0)
         if running >= self.max_concurrent:
             raise RateLimitedError(
@@ -83,14 +83,13 @@ class ConnectionLimiter:
                 headers={"Retry-After": "1"},
             )
         self._in_flight[connection_id] = running + 1
-        try:
-            yield
-        finally:
-            left = self._in_flight[connection_id] - 1
-            if left:
-                self._in_flight[connection_id] = left
-            else:
-                del self._in_flight[connection_id]
+
+    def release(self, connection_id: str) -> None:
+        left = self._in_flight[connection_id] - 1
+        if left:
+            self._in_flight[connection_id] = left
+        else:
+            del self._in_flight[connection_id]
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from functions.upstream.egress import (
 from functions.upstream.egress_clients import egress_requests_adapter
 from tests.api.helpers import assert_problem
 from tests.conftest import GatewayUnderTest
+from tests.fixtures.oidc import CLIENT_ID, CLIENT_SECRET, GATEWAY_REDIRECT_URI
 from tests.upstream.helpers import connect, dynamic_host, import_connector
 from tests.upstream.rawserver import RawServer
 
@@ -108,6 +110,41 @@ def test_allow_rules_cidrs_pairs_and_loopback() -> None:
     with pytest.raises(EgressDeniedError) as looped:
         policy.check_name("GW.example.com.", 443)
     assert looped.value.code == "loop_detected"
+
+
+def test_settings_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "GATEWAY_ENVIRONMENT": "development",
+            "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "GATEWAY_LOCAL_SECRET_KEY": "k",
+            "GATEWAY_EGRESS_ALLOW": "10.1.0.0/16, api.corp:8443",
+            "GATEWAY_EGRESS_ALLOW_LOOPBACK": "true",
+            "GATEWAY_UPSTREAM_DEADLINE_SECONDS": "7.5",
+            "GATEWAY_UPSTREAM_CONNECTIONS_PER_HOST": "9",
+            "GATEWAY_CONNECTION_CALLS_PER_MINUTE": "60",
+            "GATEWAY_CONNECTION_MAX_CONCURRENT": "3",
+            "GATEWAY_MAX_RESPONSE_BYTES": "1000",
+        }
+    )
+    assert settings.egress_allow == ("10.1.0.0/16", "api.corp:8443")
+    assert settings.egress_allow_loopback is True
+    assert settings.upstream_deadline_seconds == 7.5
+    assert settings.upstream_connections_per_host == 9
+    assert (settings.connection_calls_per_minute, settings.connection_max_concurrent) == (60, 3)
+    assert settings.max_response_bytes == 1000
+    defaults = Settings.from_env(
+        {
+            "GATEWAY_ENVIRONMENT": "development",
+            "GATEWAY_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+            "GATEWAY_LOCAL_SECRET_KEY": "k",
+        }
+    )
+    assert defaults.egress_allow_loopback is False and defaults.egress_allow == ()
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(
+            {**{"GATEWAY_ENVIRONMENT": "development"}, "GATEWAY_EGRESS_ALLOW_LOOPBACK": "yes"}
+        )
 
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "host", "host:0", "host:http", ""])
@@ -450,3 +487,45 @@ def test_the_gateway_calling_itself_is_refused(gateway: GatewayUnderTest) -> Non
         assert_problem(looped, 508, "loop_detected")
         other = client.get("/api/connections/anything/invoke/x", headers={"Via": "1.1 proxy.corp"})
         assert other.status_code == 404  # not a loop: the unknown connection answers
+
+
+def test_oauth_discovery_and_token_endpoints_pass_the_policy(
+    strict: GatewayUnderTest, oidc: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The identity provider listens on loopback: a gateway that does not allow
+    loopback refuses to call it (discovery at connection creation, 403 before any
+    connection), and the provider receives no token request."""
+    before = oidc.stats()
+    with strict.client("egress-oauth") as client:
+        connector = client.post(
+            "/api/connectors",
+            json={
+                "name": "oidc",
+                "baseUrl": "https://api.example.com",
+                "auth": {
+                    "type": "oauth2",
+                    "provider": "generic-oidc",
+                    "clientId": CLIENT_ID,
+                    "clientSecret": CLIENT_SECRET,
+                    "settings": {"issuer": oidc.issuer},
+                    "scopes": ["openid"],
+                },
+            },
+        )
+        assert connector.status_code == 201, connector.text
+        created = client.post(
+            f"/api/connectors/{connector.json()['id']}/connections", json={"displayName": "o"}
+        )
+        if created.status_code == 201:
+            # The provider's discovery document was cached by this process already
+            # (another gateway in the test session fetched it): the token exchange
+            # at the callback is the first outbound call, and it is refused.
+            result = oidc.authorize(created.json()["consentUrl"], redirect_uri=GATEWAY_REDIRECT_URI)
+            with caplog.at_level(logging.WARNING), strict.client(user=None) as anonymous:
+                page = anonymous.get("/api/oauth/callback", params=result.params)
+            # The callback page says only that sign-in failed; the log says why.
+            assert 'data-outcome="error"' in page.text, page.text
+            assert any("egress_denied" in r.getMessage() for r in caplog.records)
+        else:
+            assert_problem(created, 403, "egress_denied")
+    assert oidc.stats() == before

@@ -96,6 +96,30 @@ def test_a_trickling_upstream_cannot_hold_a_call(
     assert elapsed < 4.5  # a byte every 0.5 s would take 50 s
 
 
+def test_a_trickling_stream_is_cut_at_the_deadline(limited: GatewayUnderTest) -> None:
+    """Unsized answers stream through; the deadline still ends them (the caller sees
+    the stream break off, not a call held for minutes)."""
+
+    async def drip(server: RawServer, request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+        writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+
+    with RawServer(respond=drip) as upstream:
+        connection = native_connection(limited, "lim-stream", upstream.url)
+        with limited.client("lim-stream") as client:
+            started = time.monotonic()
+            with pytest.raises(httpx.TransportError):
+                with client.stream("GET", f"/api/connections/{connection}/invoke/x") as response:
+                    assert response.status_code == 200
+                    for _ in response.iter_bytes():
+                        pass
+            assert time.monotonic() - started < 4.5
+
+
 def test_calls_a_minute_per_connection_answer_429_with_retry_after(
     limited: GatewayUnderTest, echo: ThreadedServer
 ) -> None:
@@ -247,3 +271,54 @@ def test_utf8_header_values_pass_both_ways_and_undecodable_ones_are_400(
             )
             assert_problem(refused, 400, "invalid_header")
         assert upstream.requests == 1
+
+
+def test_the_limit_is_a_connector_setting(gateway: GatewayUnderTest, echo: ThreadedServer) -> None:
+    """The shared gateway keeps the default (500 a minute); this connector asks 2."""
+    with gateway.client("lim-connector") as client:
+        created = client.post(
+            "/api/connectors", json={"name": "two", "baseUrl": echo.url, "callsPerMinute": 2}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["callsPerMinute"] == 2
+        assert client.get(f"/api/connectors/{created.json()['id']}").json()["callsPerMinute"] == 2
+        connection = connect(client, created.json()["id"], {})
+        url = f"/api/connections/{connection}/invoke/x"
+        assert [client.get(url).status_code for _ in range(2)] == [200, 200]
+        refused = client.get(url)
+        assert_problem(refused, 429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 20  # 2 a minute: one every 30 s
+        invalid = client.post(
+            "/api/connectors", json={"name": "x", "baseUrl": echo.url, "callsPerMinute": 0}
+        )
+        assert_problem(invalid, 422, "validation_error")
+
+
+def test_the_token_bucket_refills_evenly_and_frees_slots() -> None:
+    from functions.errors import RateLimitedError
+    from functions.upstream.limits import ConnectionLimiter
+
+    now = [0.0]
+    limiter = ConnectionLimiter(60, 2, clock=lambda: now[0])
+    for _ in range(60):  # a burst up to the minute's budget passes
+        limiter.take("c")
+    with pytest.raises(RateLimitedError) as refused:
+        limiter.take("c")
+    assert refused.value.headers["Retry-After"] == "1"  # one call a second comes back
+    now[0] = 1.0
+    limiter.take("c")
+    limiter.take("other")  # its own budget
+    # A connector's own limit replaces the default for its connections.
+    limiter.take("slow", 2)
+    limiter.take("slow", 2)
+    with pytest.raises(RateLimitedError) as slow:
+        limiter.take("slow", 2)
+    assert slow.value.headers["Retry-After"] == "30"
+    # In-flight slots: two at once, the third refused until one is released.
+    limiter = ConnectionLimiter(1000, 2, clock=lambda: now[0])
+    limiter.acquire("c")
+    limiter.acquire("c")
+    with pytest.raises(RateLimitedError):
+        limiter.acquire("c")
+    limiter.release("c")
+    limiter.acquire("c")

@@ -22,7 +22,7 @@ from functions.upstream.credentials import ApiKeyAuth
 from functions.upstream.egress import EgressPolicy
 from tests.api.helpers import assert_problem
 from tests.conftest import GatewayUnderTest
-from tests.upstream.helpers import connect, import_connector, setheader
+from tests.upstream.helpers import DEFINITION, connect, import_connector, setheader
 from tests.upstream.rawserver import RawServer
 
 SMUGGLED = b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal\r\n\r\n"
@@ -131,6 +131,7 @@ def test_caller_framing_and_platform_headers_are_not_forwarded(
                 "X-IDENTITY-HEADER": "stolen",
                 "X-Forwarded-For": "10.0.0.1",
                 "X-MS-TOKEN-AAD-ACCESS-TOKEN": "t",
+                "Via": "1.1 proxy.corp",
                 "X-Fine": "kept",
             },
         )
@@ -151,6 +152,9 @@ def test_caller_framing_and_platform_headers_are_not_forwarded(
         assert name not in head, name
     assert b"x-fine: kept" in head
     assert b"content-length: 3" in head
+    # The caller's Via is not passed on; the gateway's hop marker is (loop detection).
+    assert b"proxy.corp" not in head
+    assert head.count(b"via: ") == 1 and b"via: 1.1 gateway.example.test" in head
 
 
 def test_the_client_never_sends_length_and_chunking_together(recorder: RawServer) -> None:
@@ -182,3 +186,36 @@ def test_the_client_never_sends_length_and_chunking_together(recorder: RawServer
     assert head.count(b"content-length") == 1
     assert f"content-length: {len(SMUGGLED)}".encode() in head
     assert f"host: 127.0.0.1:{recorder.port}".encode() in head
+
+
+@pytest.mark.parametrize("name", ["Transfer-Encoding", "Content-Length", "Host", "Proxy-Token"])
+def test_an_api_key_header_may_not_be_a_framing_header(
+    gateway: GatewayUnderTest, name: str
+) -> None:
+    with gateway.client("smuggle-key") as client:
+        response = client.post(
+            "/api/connectors",
+            json={
+                "name": "k",
+                "baseUrl": "https://api.example.com",
+                "auth": {"type": "apiKey", "in": "header", "name": name},
+            },
+        )
+        problem = assert_problem(response, 422, "validation_error")
+        assert "framing" in response.text, problem
+
+
+def test_an_imported_api_key_in_a_framing_header_is_refused_with_a_warning(
+    gateway: GatewayUnderTest, recorder: RawServer
+) -> None:
+    definition = {
+        **DEFINITION,
+        "securityDefinitions": {
+            "key": {"type": "apiKey", "in": "header", "name": "Content-Length"}
+        },
+        "security": [{"key": []}],
+    }
+    with gateway.client("smuggle-key-import") as client:
+        connector = import_connector(client, [], recorder.url, definition=definition)
+        warnings = connector["definition"]["warnings"]
+        assert any("Content-Length" in w and "framing" in w for w in warnings), warnings

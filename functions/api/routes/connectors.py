@@ -44,6 +44,7 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
         description=body.description,
         oauth_client=oauth_client_input(body.auth),
         allow_connection_sharing=body.allowConnectionSharing,
+        calls_per_minute=body.callsPerMinute,
     )
 
 
