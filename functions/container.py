@@ -93,15 +93,16 @@ class Gateway:
         http = data_plane_client(tls, timeout, settings.dev_upstream_resolve)
         control = control_plane_client(tls, timeout, settings.dev_upstream_resolve)
         tables = build_table_service(settings)
-        metadata = MetadataStore(tables, settings.table_prefix)
+        bound = settings.storage_timeout_seconds
+        metadata = MetadataStore(tables, settings.table_prefix, call_timeout=bound)
         await metadata.ensure_tables()
-        definitions = DefinitionStore(tables, settings.table_prefix)
+        definitions = DefinitionStore(tables, settings.table_prefix, call_timeout=bound)
         await definitions.ensure_table()
         states = TableStateStore(tables, settings.table_prefix)
         await states.ensure_table()
-        shares = ShareStore(tables, settings.table_prefix)
+        shares = ShareStore(tables, settings.table_prefix, call_timeout=bound)
         await shares.ensure_table()
-        audit = AuditLog(tables, settings.table_prefix)
+        audit = AuditLog(tables, settings.table_prefix, call_timeout=bound)
         await audit.ensure_table()
         audit.start()
         # The on-premises relay keeps its own storage clients: short retries keep
@@ -131,10 +132,13 @@ class Gateway:
             cache_seconds=settings.metadata_cache_seconds,
             public_base_url=settings.public_base_url,
             audience=settings.audiences[0],
+            max_operations=settings.max_definition_operations,
         )
         # One token client and one refresher per process: the refresher's single flight
         # and cooldowns are per process by design (the lease handles other instances).
-        token_client = TokenEndpointClient(control, msal_http_client=_msal_session_factory(settings))
+        token_client = TokenEndpointClient(
+            control, msal_http_client=_msal_session_factory(settings)
+        )
         oauth = OAuthService(
             metadata,
             secrets,

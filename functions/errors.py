@@ -147,3 +147,14 @@ class DependencyUnavailableError(GatewayError):
     status = 503
     code = "dependency_unavailable"
     title = "A service the gateway depends on is unavailable"
+
+
+# --- issue 12 (control plane): credential binding, input limits, storage bounds -------
+
+
+class ConnectionOriginChangedError(ConnectionNotUsableError):
+    """The connector's origin or credential injection changed since the connection's
+    owner entered the credentials; nothing is sent until the owner confirms."""
+
+    code = "connection_origin_changed"
+    title = "The connector changed where credentials go: its owner must confirm"

@@ -45,6 +45,10 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_PUBLIC_BASE_URL",
     "GATEWAY_ADMIN_ROLE",
     "GATEWAY_ADMIN_GROUP_IDS",
+    "GATEWAY_STORAGE_TIMEOUT_SECONDS",
+    "GATEWAY_MAX_DEFINITION_BYTES",
+    "GATEWAY_MAX_DEFINITION_OPERATIONS",
+    "GATEWAY_ONPREM_HEARTBEAT_SECONDS",
 )
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
@@ -101,6 +105,15 @@ class Settings:
     # Gateway administrators: callers with this app role, or in one of these groups.
     admin_role: str = "Gateway.Admin"
     admin_group_ids: tuple[str, ...] = ()
+    # Issue 12 (control plane). Bound on every Table Storage call (connect and read
+    # timeouts of the SDK client, and the whole call): a frozen backend answers 503
+    # `storage_timeout` after this long instead of hanging management calls.
+    storage_timeout_seconds: float = 10.0
+    # Imported Power Platform definitions: the request's size and the operation count.
+    max_definition_bytes: int = 4 * 1024 * 1024
+    max_definition_operations: int = 1000
+    # On-premises agents: an agent that has not sent a heartbeat for this long is offline.
+    onprem_heartbeat_seconds: float = 10.0
 
     @property
     def is_development(self) -> bool:
@@ -164,6 +177,10 @@ class Settings:
             public_base_url=get("GATEWAY_PUBLIC_BASE_URL"),
             admin_role=get("GATEWAY_ADMIN_ROLE") or "Gateway.Admin",
             admin_group_ids=_split(get("GATEWAY_ADMIN_GROUP_IDS") or ""),
+            storage_timeout_seconds=number("GATEWAY_STORAGE_TIMEOUT_SECONDS", 10.0),
+            max_definition_bytes=int(number("GATEWAY_MAX_DEFINITION_BYTES", 4 * 1024 * 1024)),
+            max_definition_operations=int(number("GATEWAY_MAX_DEFINITION_OPERATIONS", 1000)),
+            onprem_heartbeat_seconds=number("GATEWAY_ONPREM_HEARTBEAT_SECONDS", 10.0),
         )
         settings.validate()
         return settings

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 
-from functions.api.bodies import json_body, read_body, validate_model
+from functions.api.bodies import check_json_depth, json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
 from functions.api.schemas import (
     ConnectorCreate,
@@ -19,7 +20,7 @@ from functions.api.schemas import (
     auth_scheme,
     oauth_client_input,
 )
-from functions.errors import ValidationFailedError
+from functions.errors import BadRequestError, ValidationFailedError
 from functions.powerplatform import (
     API_DEFINITION_FILE,
     API_PROPERTIES_FILE,
@@ -27,9 +28,6 @@ from functions.powerplatform import (
     parse_json_document,
 )
 from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
-
-# Imported definitions are documents of a few MiB at most.
-MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 
@@ -60,22 +58,41 @@ async def import_connector(
 ) -> ConnectorPublic:
     """Import a Power Platform definition pair, unchanged: multipart files
     `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}."""
+    # The whole upload is bounded by GATEWAY_MAX_DEFINITION_BYTES (413
+    # definition_too_large); the operation count by the service (422).
+    limit = gateway.settings.max_definition_bytes
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        body = await _multipart_import(request)
+        body = await _multipart_import(request, limit)
     else:
-        body = await json_body(request, ConnectorImport, limit=MAX_IMPORT_BYTES)
+        body = await json_body(
+            request, ConnectorImport, limit=limit, too_large="definition_too_large"
+        )
     imported = ImportedDefinition(body.apiDefinition, body.apiProperties, body.script)
     connector, definition = await gateway.connectors.import_definition(
         caller, imported, base_url=body.baseUrl, name=body.name
     )
-    return ConnectorPublic.of(connector, inspect_dict(definition))
+    return ConnectorPublic.of(connector, await asyncio.to_thread(inspect_dict, definition))
 
 
-async def _multipart_import(request: Request) -> ConnectorImport:
-    raw = await read_body(request, MAX_IMPORT_BYTES)
+def _parse_file(file_name: str, content: bytes) -> dict[str, Any]:
+    """Parse one uploaded file (in a worker thread); errors name the file."""
+    try:
+        document = parse_json_document(file_name, content)
+    except ValueError:
+        # Not a syntax error (those are DefinitionErrors): an integer literal longer
+        # than Python converts.
+        raise BadRequestError(
+            f"{file_name} holds a number with too many digits", code="json_number_too_long"
+        ) from None
+    check_json_depth(document, what=file_name)
+    return document
+
+
+async def _multipart_import(request: Request, limit: int) -> ConnectorImport:
+    raw = await read_body(request, limit, code="definition_too_large")
     request._body = raw  # the form parser reads the body we already bounded
-    form = await request.form(max_files=3, max_fields=10, max_part_size=MAX_IMPORT_BYTES)
+    form = await request.form(max_files=3, max_fields=10, max_part_size=limit)
     data: dict[str, Any] = {}
     files = {"apiDefinition": API_DEFINITION_FILE, "apiProperties": API_PROPERTIES_FILE}
     for field, file_name in files.items():
@@ -84,7 +101,7 @@ async def _multipart_import(request: Request) -> ConnectorImport:
             continue
         content = await part.read() if isinstance(part, UploadFile) else part.encode("utf-8")
         # Errors name the file as makers know it, with line and column.
-        data[field] = parse_json_document(file_name, content)
+        data[field] = await asyncio.to_thread(_parse_file, file_name, content)
     if "apiDefinition" not in data:
         message = f"the {API_DEFINITION_FILE} file is required (form field apiDefinition)"
         raise ValidationFailedError(
@@ -120,7 +137,8 @@ async def get_connector(
     connector = await gateway.connectors.get_visible(caller, connector_id)
     summary = None
     if connector.source == "powerplatform":
-        summary = inspect_dict((await gateway.connectors.definition(connector)).parsed)
+        parsed = (await gateway.connectors.definition(connector)).parsed
+        summary = await asyncio.to_thread(inspect_dict, parsed)
     return ConnectorPublic.of(connector, summary)
 
 
