@@ -61,6 +61,8 @@ from functions.upstream.urls import validate_base_url
 log = logging.getLogger(__name__)
 
 PENDING_GRACE = timedelta(minutes=10)
+# A secret without a row is deleted by cleanup only when untouched for this long.
+SECRET_GRACE = timedelta(minutes=30)
 SECRET_FORMAT_VERSION = 1
 
 
@@ -878,6 +880,36 @@ class ConnectionService:
         self._resolved.evict((caller.tenant_id, connection_id))
         self._record(caller, "connection.confirm_origin", 200, saved, detail=binding.origin)
         return saved
+
+    async def reconcile_secrets(self, *, now: datetime | None = None) -> int:
+        """Delete connection secrets whose row does not exist: what a crash between
+        the secret write and the row's removal leaves behind. Only secrets untouched
+        for SECRET_GRACE (a create in progress writes the row first and the secret
+        second) and tagged with a connector of this install. Connector OAuth-client
+        secrets (`connector-*`) are not reconciled: nothing tells them apart from
+        another install's. Returns how many secrets were deleted."""
+        now = now or datetime.now(UTC)
+        # Secrets first, rows second: a row created after this listing cannot make a
+        # secret in it look orphaned, and a secret written after it is not in it.
+        listing = await self._secrets.list_secrets()
+        connector_ids, connection_ids = await self._store.all_ids()
+        removed = 0
+        for item in listing:
+            name = item.name.lower()
+            connection_id = name[len("conn-") :] if name.startswith("conn-") else ""
+            if not is_valid_id(connection_id) or connection_id in connection_ids:
+                continue
+            # Ours only: a connection secret is tagged with its connector, which must be
+            # one of this install's (a vault shared with another install, e.g. another
+            # GATEWAY_TABLE_PREFIX, holds secrets whose rows are not in our tables).
+            if item.tags.get("connector") not in connector_ids:
+                continue
+            if item.updated is None or now - item.updated < SECRET_GRACE:
+                continue
+            await self._secrets.delete_secret(item.name)
+            log.info("orphaned secret deleted", extra={"secret_name": item.name})
+            removed += 1
+        return removed
 
     async def _grants(self, caller: Principal, connection: Connection) -> tuple[Share, ...]:
         return tuple(await self._shares.for_resource(caller.tenant_id, "connection", connection.id))

@@ -358,6 +358,18 @@ class MetadataStore:
         # delete_entity succeeds when the entity is already gone (idempotent).
         await self._run(lambda: self._connections.delete_entity(tenant_id, connection_id))
 
+    async def all_ids(self) -> tuple[set[str], set[str]]:
+        """Ids of every connector and connection row, all tenants (the cleanup job's
+        secret reconciliation: two key-only scans)."""
+
+        def scan(table: TableClient) -> set[str]:
+            return {str(e["RowKey"]) for e in table.list_entities(select=["RowKey"])}
+
+        self.counters.queries += 2
+        connectors = await self._run(partial(scan, self._connectors))
+        connections = await self._run(partial(scan, self._connections))
+        return connectors, connections
+
     @property
     def connections_client(self) -> TableClient:
         """The connections table, for the OAuth token store (same entity, its own columns)."""
