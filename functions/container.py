@@ -110,6 +110,7 @@ class Gateway:
         onprem_registry = GatewayRegistry(
             onprem_table_service(settings.storage_connection_string, settings.table_endpoint),
             settings.table_prefix,
+            online_window=settings.onprem_heartbeat_seconds,
         )
         await onprem_registry.ensure_tables()
         queues, blobs = services_from_settings(settings)

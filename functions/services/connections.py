@@ -952,8 +952,28 @@ class ConnectionService:
         )
         if connector is None:
             raise connection_not_found(connection_id)
-        _check_usable(connection)
-        connection = await self._check_binding(connection, connector)
+        try:
+            _check_usable(connection)
+            connection = await self._check_binding(connection, connector)
+        except GatewayError as exc:
+            # The caller may use this connection, but it cannot be used now (disabled,
+            # origin changed, consent missing): its owner sees the refusal in its
+            # activity. (Probes by strangers were answered 404 above, recorded nowhere
+            # but the caller's own activity.)
+            self._audit.record(
+                AuditEvent(
+                    tenant_id=caller.tenant_id,
+                    principal=principal_subject(caller),
+                    action="invoke",
+                    status=exc.status,
+                    connection_id=connection.id,
+                    connector_id=connection.connector_id,
+                    correlation_id=correlation_id.get(),
+                    detail=f"refused: {exc.code}",
+                    connection_only=True,
+                )
+            )
+            raise
         auth_type = await self._auth_type(connector, connection.parameter_set)
         binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
         cached = _InvokeEntry(connection, connector, binding, shares)

@@ -61,6 +61,10 @@ class AuditEvent:
     correlation_id: str | None = None
     detail: str | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Written to the connection's partition only: for an event whose copy in the
+    # caller's partition is written by someone else (an invocation refused after
+    # access was established: the invocation service records the caller's copy).
+    connection_only: bool = False
 
 
 def _row_key(when: datetime) -> str:
@@ -208,7 +212,8 @@ class AuditLog:
         for event in events:
             # Serialised once, stored in both partitions.
             item = (event, json.dumps(event_dict(event), separators=(",", ":")))
-            by_partition[principal_partition(event.tenant_id, event.principal)].append(item)
+            if not (event.connection_only and event.connection_id):
+                by_partition[principal_partition(event.tenant_id, event.principal)].append(item)
             if event.connection_id:
                 by_partition[connection_partition(event.tenant_id, event.connection_id)].append(
                     item
