@@ -110,7 +110,7 @@ class Settings:
     # `storage_timeout` after this long instead of hanging management calls.
     storage_timeout_seconds: float = 10.0
     # Imported Power Platform definitions: the request's size and the operation count.
-    max_definition_bytes: int = 4 * 1024 * 1024
+    max_definition_bytes: int = 2 * 1024 * 1024
     max_definition_operations: int = 1000
     # On-premises agents: an agent that has not sent a heartbeat for this long is offline.
     onprem_heartbeat_seconds: float = 10.0
@@ -178,7 +178,7 @@ class Settings:
             admin_role=get("GATEWAY_ADMIN_ROLE") or "Gateway.Admin",
             admin_group_ids=_split(get("GATEWAY_ADMIN_GROUP_IDS") or ""),
             storage_timeout_seconds=number("GATEWAY_STORAGE_TIMEOUT_SECONDS", 10.0),
-            max_definition_bytes=int(number("GATEWAY_MAX_DEFINITION_BYTES", 4 * 1024 * 1024)),
+            max_definition_bytes=int(number("GATEWAY_MAX_DEFINITION_BYTES", 2 * 1024 * 1024)),
             max_definition_operations=int(number("GATEWAY_MAX_DEFINITION_OPERATIONS", 1000)),
             onprem_heartbeat_seconds=number("GATEWAY_ONPREM_HEARTBEAT_SECONDS", 10.0),
         )

@@ -100,19 +100,19 @@ def _too_deep(what: str) -> BadRequestError:
 
 
 def check_json_depth(value: Any, *, what: str = "the request body") -> None:
-    """Iterative (a recursive walk would fail on the very input it guards against)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """Level by level, iteratively (a recursive walk would fail on the very input it
+    guards against); only containers are visited."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > MAX_JSON_DEPTH:
             raise _too_deep(what)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below.extend([c for c in children if type(c) is dict or type(c) is list])
+        level = below
 
 
 async def parse_json_off_loop(raw: bytes, *, what: str = "the request body") -> Any:
