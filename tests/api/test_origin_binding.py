@@ -88,9 +88,10 @@ def test_moving_a_shared_connector_holds_other_users_credentials_until_they_conf
         assert alice.get(f"/api/connections/{alices['id']}/invoke/x").status_code == 200
         assert recorder.keys() == [maker_key]
         # The maker cannot confirm for the user.
-        assert alice.post(f"/api/connections/{bobs['id']}/confirm-origin").status_code in (
-            403,
+        assert_problem(
+            alice.post(f"/api/connections/{bobs['id']}/confirm-origin"),
             404,
+            "connection_not_found",
         )
         # Confirming an origin the connector no longer has is refused.
         stale = bob.post(
