@@ -123,15 +123,16 @@ class Gateway:
             tls, timeout, settings.dev_upstream_resolve, egress=egress
         )
         tables = build_table_service(settings)
-        metadata = MetadataStore(tables, settings.table_prefix)
+        bound = settings.storage_timeout_seconds
+        metadata = MetadataStore(tables, settings.table_prefix, call_timeout=bound)
         await metadata.ensure_tables()
-        definitions = DefinitionStore(tables, settings.table_prefix)
+        definitions = DefinitionStore(tables, settings.table_prefix, call_timeout=bound)
         await definitions.ensure_table()
         states = TableStateStore(tables, settings.table_prefix)
         await states.ensure_table()
-        shares = ShareStore(tables, settings.table_prefix)
+        shares = ShareStore(tables, settings.table_prefix, call_timeout=bound)
         await shares.ensure_table()
-        audit = AuditLog(tables, settings.table_prefix)
+        audit = AuditLog(tables, settings.table_prefix, call_timeout=bound)
         await audit.ensure_table()
         audit.start()
         # The on-premises relay keeps its own storage clients: short retries keep
@@ -139,6 +140,7 @@ class Gateway:
         onprem_registry = GatewayRegistry(
             onprem_table_service(settings.storage_connection_string, settings.table_endpoint),
             settings.table_prefix,
+            online_window=settings.onprem_heartbeat_seconds,
         )
         await onprem_registry.ensure_tables()
         queues, blobs = services_from_settings(settings)
@@ -162,6 +164,7 @@ class Gateway:
             public_base_url=settings.public_base_url,
             audience=settings.audiences[0],
             egress=egress,
+            max_operations=settings.max_definition_operations,
         )
         # One token client and one refresher per process: the refresher's single flight
         # and cooldowns are per process by design (the lease handles other instances).

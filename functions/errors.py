@@ -201,3 +201,12 @@ class ConnectSessionExpiredError(ConnectSessionError):
 class ConnectSessionUsedError(ConnectSessionError):
     status = 410
     code = "connect_session_used"
+# --- issue 12 (control plane): credential binding, input limits, storage bounds -------
+
+
+class ConnectionOriginChangedError(ConnectionNotUsableError):
+    """The connector's origin or credential injection changed since the connection's
+    owner entered the credentials; nothing is sent until the owner confirms."""
+
+    code = "connection_origin_changed"
+    title = "The connector changed where credentials go: its owner must confirm"

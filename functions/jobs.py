@@ -19,20 +19,27 @@ AUDIT_RETENTION = timedelta(days=90)
 
 async def cleanup_connections(settings: Settings | None = None) -> int:
     """Finish connection creates and deletes interrupted by a crash (see
-    services/connections.py), and apply the audit retention. Returns the number of
-    connection leftovers removed."""
+    services/connections.py), delete secrets whose row does not exist (older than
+    SECRET_GRACE), and apply the audit retention. Returns the number of connection
+    leftovers and orphaned secrets removed."""
     from functions.container import Gateway
 
     gateway = await Gateway.start(settings or Settings.from_env())
     try:
         removed = await gateway.connections.cleanup()
+        # After the row cleanup: secrets of rows it just removed are gone already.
+        orphans = await gateway.connections.reconcile_secrets()
         expired = await gateway.audit.purge_older_than(AUDIT_RETENTION)
     finally:
         await gateway.close()
     log.info(
-        "cleanup removed %d interrupted connection(s), %d expired audit batch(es)", removed, expired
+        "cleanup removed %d interrupted connection(s), %d orphaned secret(s), "
+        "%d expired audit batch(es)",
+        removed,
+        orphans,
+        expired,
     )
-    return removed
+    return removed + orphans
 
 
 async def refresh_due_tokens(settings: Settings | None = None) -> dict[str, int]:

@@ -4,12 +4,17 @@ The code never logs secret values on purpose. As a second line, every secret val
 process holds in memory is registered here, and a log record factory replaces any
 registered value found in a record's message with `***`, whichever library logged it
 (httpx logs full URLs, which carry API keys passed in the query string). Values shorter
-than MIN_LENGTH are not registered: redacting them would mangle ordinary text.
+than MIN_LENGTH are not registered: redacting them would mangle ordinary text. Values
+of credential-like query parameters (CREDENTIAL_PARAMETERS) are redacted in every
+record too, known or not: callers put their own tokens in URLs, and access logs print
+request targets whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import threading
 import traceback
 from typing import Any
@@ -34,7 +39,39 @@ def register_secret(value: str) -> None:
             _values.pop(next(iter(_values)))
 
 
+# Query parameters that carry credentials by convention (OAuth, API keys, SAS
+# signatures, passwords): their values are replaced in every log line, whether or not
+# the gateway knows the value (a caller's own `?access_token=` never reaches the
+# registry above, and uvicorn's access log prints the whole request target).
+CREDENTIAL_PARAMETERS = (
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "code",
+    "client_secret",
+    "client_assertion",
+    "api_key",
+    "api-key",
+    "apikey",
+    "key",
+    "subscription-key",
+    "sig",
+    "signature",
+    "token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+)
+_PARAMETER = re.compile(
+    r"([?&;](?:" + "|".join(re.escape(n) for n in CREDENTIAL_PARAMETERS) + r")=)[^&#;\s\"'<>]+",
+    re.IGNORECASE,
+)
+
+
 def redact(text: str) -> str:
+    if "=" in text:
+        text = _PARAMETER.sub(r"\1***", text)
     if not _values:
         return text
     with _lock:
@@ -43,6 +80,26 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, "***")
     return text
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    """Redact in place, keeping the record's shape: formatters such as uvicorn's access
+    formatter unpack `record.args`, so redacted arguments stay a tuple of the same
+    length; only when a secret spans the formatting is the message flattened."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a broken format string is the logger's problem
+        return
+    cleaned = redact(message)
+    if cleaned == message:
+        return
+    if isinstance(record.args, tuple) and isinstance(record.msg, str):
+        record.msg = redact(record.msg)
+        record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        with contextlib.suppress(Exception):  # any failure: the flattened message below
+            if record.getMessage() == cleaned:
+                return
+    record.msg, record.args = cleaned, None
 
 
 def install() -> None:
@@ -56,20 +113,11 @@ def install() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if _values:
-            try:
-                message = record.getMessage()
-            except Exception:  # noqa: BLE001 - a broken format string is the logger's problem
-                return record
-            cleaned = redact(message)
-            if cleaned != message:
-                record.msg, record.args = cleaned, None
-            if record.exc_info and record.exc_info[0] is not None:
-                # Formatters print `exc_text` when set: give them the redacted traceback
-                # (an exception message may quote a value, e.g. a URL with a key).
-                record.exc_text = redact(
-                    "".join(traceback.format_exception(*record.exc_info)).rstrip()
-                )
+        _redact_record(record)
+        if record.exc_info and record.exc_info[0] is not None:
+            # Formatters print `exc_text` when set: give them the redacted traceback
+            # (an exception message may quote a value, e.g. a URL with a key).
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
         return record
 
     logging.setLogRecordFactory(factory)

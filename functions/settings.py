@@ -58,6 +58,10 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_CONNECT_FRAME_ANCESTORS",
     "GATEWAY_PORTAL_CLIENT_ID",
     "GATEWAY_PORTAL_API_SCOPE",
+    "GATEWAY_STORAGE_TIMEOUT_SECONDS",
+    "GATEWAY_MAX_DEFINITION_BYTES",
+    "GATEWAY_MAX_DEFINITION_OPERATIONS",
+    "GATEWAY_ONPREM_HEARTBEAT_SECONDS",
 )
 
 # Read by the command-line clients (`python -m functions connectors import`), not by the
@@ -142,6 +146,15 @@ class Settings:
     # The portal's Entra ID sign-in: its SPA app registration and the API scope it asks for.
     portal_client_id: str | None = None
     portal_api_scope: str | None = None
+    # Issue 12 (control plane). Bound on every Table Storage call (connect and read
+    # timeouts of the SDK client, and the whole call): a frozen backend answers 503
+    # `storage_timeout` after this long instead of hanging management calls.
+    storage_timeout_seconds: float = 10.0
+    # Imported Power Platform definitions: the request's size and the operation count.
+    max_definition_bytes: int = 2 * 1024 * 1024
+    max_definition_operations: int = 1000
+    # On-premises agents: an agent that has not sent a heartbeat for this long is offline.
+    onprem_heartbeat_seconds: float = 10.0
 
     @property
     def is_development(self) -> bool:
@@ -216,6 +229,10 @@ class Settings:
             connect_frame_ancestors=_split(get("GATEWAY_CONNECT_FRAME_ANCESTORS") or ""),
             portal_client_id=get("GATEWAY_PORTAL_CLIENT_ID"),
             portal_api_scope=get("GATEWAY_PORTAL_API_SCOPE"),
+            storage_timeout_seconds=number("GATEWAY_STORAGE_TIMEOUT_SECONDS", 10.0),
+            max_definition_bytes=int(number("GATEWAY_MAX_DEFINITION_BYTES", 2 * 1024 * 1024)),
+            max_definition_operations=int(number("GATEWAY_MAX_DEFINITION_OPERATIONS", 1000)),
+            onprem_heartbeat_seconds=number("GATEWAY_ONPREM_HEARTBEAT_SECONDS", 10.0),
         )
         settings.validate()
         return settings

@@ -213,6 +213,12 @@ class ConnectionUpdate(Strict):
     parameters: dict[str, Any] | None = None
 
 
+class ConfirmOrigin(Strict):
+    """Optional: the origin the owner saw and agrees to (refused if it moved again)."""
+
+    origin: str | None = Field(default=None, min_length=1, max_length=2048)
+
+
 class Offboard(Strict):
     model_config = ConfigDict(
         json_schema_extra={
@@ -375,6 +381,9 @@ class ConnectionPublic(BaseModel):
     # OAuth: when the current access token expires; where to consent (on create).
     tokenExpiresAt: datetime | None = None
     consentUrl: str | None = None
+    # Where the credentials may be sent (scheme://host:port); status origin_changed
+    # when the connector now points elsewhere (POST .../confirm-origin).
+    boundOrigin: str | None = None
 
     @classmethod
     def of(cls, c: Connection, consent_url: str | None = None) -> ConnectionPublic:
@@ -387,6 +396,7 @@ class ConnectionPublic(BaseModel):
             parameterSet=c.parameter_set,
             tokenExpiresAt=c.token_expires_at,
             consentUrl=consent_url,
+            boundOrigin=c.binding.origin if c.binding else None,
             owner=c.owner_id,
             createdAt=c.created_at,
             updatedAt=c.updated_at,

@@ -69,5 +69,5 @@ def run_cleanup(args: argparse.Namespace) -> int:
 
     _load_local_settings(args)
     removed = asyncio.run(jobs.cleanup_connections())
-    print(f"removed {removed} interrupted connection(s)")
+    print(f"removed {removed} interrupted connection(s) and orphaned secret(s)")
     return 0

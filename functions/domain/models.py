@@ -7,10 +7,12 @@ user's credentials for one connector; the credentials live in the secret store u
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 AuthType = Literal["none", "basic", "apiKey", "oauth2", "windows"]
 # "anonymous": relayed by an on-premises agent without Windows authentication.
@@ -33,6 +35,9 @@ class ConnectionStatus(StrEnum):
     REAUTHORIZATION_REQUIRED = "reauthorization_required"
     # Switched off by an admin (e.g. its owner left): visible, never usable.
     DISABLED = "disabled"
+    # The connector's origin or credential injection changed after the owner entered
+    # the credentials: nothing is sent until the owner confirms (confirm-origin).
+    ORIGIN_CHANGED = "origin_changed"
 
 
 ShareRole = Literal["user", "owner", "invoke"]
@@ -203,6 +208,10 @@ class Connection:
     plain_parameters: dict[str, Any] = field(default_factory=dict)
     # OAuth: when the current access token expires (written by the token store).
     token_expires_at: datetime | None = None
+    # Where the credentials may go: the connector's binding when its owner entered or
+    # confirmed them (see CredentialBinding). None: a row written before bindings were
+    # stored; the connector's binding at first read becomes its binding.
+    binding: CredentialBinding | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
@@ -210,3 +219,39 @@ class Connection:
     @property
     def usable(self) -> bool:
         return self.status == ConnectionStatus.CONNECTED and self.secret_version is not None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of an absolute URL, lower-cased, with the port explicit:
+    `https://API.example.com/v1` and `https://api.example.com:443/v2` are one origin."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class CredentialBinding:
+    """What a connection's credentials were entered for: the connector's origin and how
+    the credential is injected. A connector change that alters either must not carry
+    other users' credentials along without their consent (issue 12)."""
+
+    origin: str
+    # A stable text of the injection: the native scheme (type, API key location and
+    # name, Windows protocol, OAuth provider); imported connectors inject per their
+    # stored definition, which cannot change after import.
+    injection: str
+
+    @classmethod
+    def of(cls, connector: Connector) -> CredentialBinding:
+        if connector.source == "native":
+            injection = json.dumps(connector.auth.to_dict(), sort_keys=True)
+        else:
+            injection = f"definition:{connector.source}"
+        return cls(origin_of(connector.base_url), injection)

@@ -24,8 +24,8 @@ authenticated as one user never carries another user's request.
 Polling: after a message, the queue is polled again at once and then every 50 ms for
 2 s; after that the interval doubles up to `idle_poll_seconds` (0.5 s). A request waits
 at most that long to be picked up, and an idle agent costs 3,600/0.5 = 7,200 receives
-plus 360 heartbeats (table upserts every 10 s) per hour, plus one claim sweep query
-every 10 minutes.
+plus 1,200 heartbeats (table upserts every 3 s) per hour, plus one claim sweep query
+every 10 minutes. A clean stop (SIGINT/SIGTERM) records the agent's departure first.
 """
 
 from __future__ import annotations
@@ -216,6 +216,13 @@ class GatewayAgent:
         try:
             await self._receive(work, stop)
         finally:
+            if stop.is_set():
+                # A clean stop: say so before finishing the work in hand, so callers
+                # get `gateway_offline` at once instead of waiting for their deadline.
+                # The heartbeat loop ends by itself once `stop` is set; waiting for it
+                # means no heartbeat in flight can land after the departure and undo it.
+                await asyncio.gather(background[0], return_exceptions=True)
+                await self._leave()
             await work.join()
             for task in [*workers, *background]:
                 task.cancel()
@@ -226,6 +233,12 @@ class GatewayAgent:
             await self._registry.touch(self.config.tenant_id, self.config.gateway_id, self.version)
         except GatewayError as exc:
             log.warning("heartbeat failed: %s", exc.detail)
+
+    async def _leave(self) -> None:
+        try:
+            await self._registry.leave(self.config.tenant_id, self.config.gateway_id)
+        except GatewayError as exc:
+            log.warning("could not record the agent's departure: %s", exc.detail)
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

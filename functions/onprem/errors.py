@@ -34,7 +34,7 @@ class GatewayOfflineError(DependencyUnavailableError):
 
     def __init__(self, detail: str, **kwargs: Any) -> None:
         headers = dict(kwargs.pop("headers", None) or {})
-        headers.setdefault("Retry-After", "30")
+        headers.setdefault("Retry-After", "10")
         super().__init__(detail, headers=headers, **kwargs)
 
 

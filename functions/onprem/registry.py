@@ -8,8 +8,11 @@
 Heartbeats live in their own table because agents write them: an agent's storage
 identity never needs write access to registrations (which hold the public keys every
 credential is encrypted with). A gateway is **online** when its last heartbeat is at
-most `ONLINE_WINDOW_SECONDS` old: three heartbeat intervals, so one lost heartbeat
-never flips the status.
+most `ONLINE_WINDOW_SECONDS` old (GATEWAY_ONPREM_HEARTBEAT_SECONDS on the cloud side):
+about three heartbeat intervals, so one lost heartbeat never flips the status, and a
+crashed agent is offline within seconds. An agent that stops cleanly says so
+(`leave`: a `LeftAt` column): it is offline at once, callers get 503 `gateway_offline`
+instead of waiting for their deadline; its next heartbeat (a restart) replaces the row.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ from functions.stores.tables import run_table_call
 
 T = TypeVar("T")
 
-HEARTBEAT_INTERVAL_SECONDS = 10.0
-ONLINE_WINDOW_SECONDS = 3 * HEARTBEAT_INTERVAL_SECONDS
+HEARTBEAT_INTERVAL_SECONDS = 3.0
+ONLINE_WINDOW_SECONDS = 10.0
 
 GatewayStatus = Literal["online", "offline"]
 
@@ -60,11 +63,15 @@ class GatewayRecord:
     created_at: datetime | None = None
     last_seen: datetime | None = None
     agent_version: str | None = None
+    # When the agent said it was stopping (after its last heartbeat, or it would be gone).
+    left_at: datetime | None = None
 
     def status(
         self, now: datetime | None = None, window: float = ONLINE_WINDOW_SECONDS
     ) -> GatewayStatus:
         if self.last_seen is None:
+            return "offline"
+        if self.left_at is not None and self.left_at >= self.last_seen:
             return "offline"
         age = (now or _now()) - self.last_seen
         return "online" if age <= timedelta(seconds=window) else "offline"
@@ -175,6 +182,11 @@ class GatewayRegistry:
         }
         await self._run(lambda: self._heartbeats.upsert_entity(entity, mode=UpdateMode.REPLACE))
 
+    async def leave(self, tenant_id: str, gateway_id: str, left_at: datetime | None = None) -> None:
+        """The agent is stopping: offline from now (a MERGE: LastSeen stays for display)."""
+        entity = {"PartitionKey": tenant_id, "RowKey": gateway_id, "LeftAt": left_at or _now()}
+        await self._run(lambda: self._heartbeats.upsert_entity(entity, mode=UpdateMode.MERGE))
+
     def close(self) -> None:
         self._service.close()
 
@@ -190,4 +202,5 @@ def _record(entity: Any, beat: Any | None) -> GatewayRecord:
         created_at=entity.get("CreatedAt"),
         last_seen=beat.get("LastSeen") if beat is not None else None,
         agent_version=(beat.get("AgentVersion") or None) if beat is not None else None,
+        left_at=beat.get("LeftAt") if beat is not None else None,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,12 +26,15 @@ from functions.domain.models import (
     Connection,
     ConnectionStatus,
     Connector,
+    CredentialBinding,
     PrincipalType,
     Share,
+    origin_of,
 )
 from functions.errors import (
     ConflictError,
     ConnectionNotUsableError,
+    ConnectionOriginChangedError,
     ForbiddenError,
     GatewayError,
     NotFoundError,
@@ -52,10 +56,13 @@ from functions.stores.audit import AuditEvent, AuditLog, connection_partition, p
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.shares import ShareStore
 from functions.stores.tables import EntityChangedError, MetadataStore
+from functions.upstream.urls import validate_base_url
 
 log = logging.getLogger(__name__)
 
 PENDING_GRACE = timedelta(minutes=10)
+# A secret without a row is deleted by cleanup only when untouched for this long.
+SECRET_GRACE = timedelta(minutes=30)
 SECRET_FORMAT_VERSION = 1
 
 
@@ -192,6 +199,7 @@ class ConnectionService:
         # here is GATEWAY_METADATA_CACHE_SECONDS.
         self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds)
         self._loading: dict[tuple[str, str, str], asyncio.Task[_InvokeEntry]] = {}
+        connectors.set_binding_guard(self)
 
     def is_admin(self, caller: Principal) -> bool:
         return is_admin(caller, self._admin_role, self._admin_groups)
@@ -302,6 +310,9 @@ class ConnectionService:
             parameters_set=tuple(sorted([*values, *plain])),
             parameter_set=parameter_set,
             plain_parameters=plain,
+            # The credentials are entered for where the connector points now; a
+            # connector change racing this create is caught by the check at invoke.
+            binding=CredentialBinding.of(connector),
         )
         binding = (
             await self._binding(connector, connection, values) if auth_type == "oauth2" else None
@@ -465,6 +476,10 @@ class ConnectionService:
             )
             connection.plain_parameters = plain
             connection.parameters_set = tuple(sorted([*values, *plain]))
+            # Credentials entered now are entered for where the connector points now.
+            connection.binding = CredentialBinding.of(connector)
+            if connection.status == ConnectionStatus.ORIGIN_CHANGED:
+                connection.status = ConnectionStatus.CONNECTED
         connection = await self._store.replace_connection(connection)
         self._resolved.evict((caller.tenant_id, connection_id))
         self._record(
@@ -712,6 +727,190 @@ class ConnectionService:
                 removed += 1
         return removed
 
+    # -- credential binding (issue 12) ------------------------------------------------
+
+    async def _check_binding(self, connection: Connection, connector: Connector) -> Connection:
+        """Refuse to use credentials anywhere but where they were entered for.
+
+        Compares the connection's stored binding with the connector this call would
+        use (both from the same load, so no cache or race can pair a credential with
+        an origin it was not confirmed for). A row written before bindings were
+        stored takes the connector's binding at its first read, persisted under the
+        row's ETag: if a connector change pinned the row meanwhile, the write fails
+        and the pinned binding is what is checked.
+        """
+        current = CredentialBinding.of(connector)
+        if connection.binding is None:
+            connection = await self._adopt_binding(connection, current)
+            _check_usable(connection)
+        if connection.binding != current or connection.status == ConnectionStatus.ORIGIN_CHANGED:
+            raise _origin_changed(connection, connection.binding, current)
+        return connection
+
+    async def _adopt_binding(
+        self, connection: Connection, binding: CredentialBinding
+    ) -> Connection:
+        for _ in range(5):
+            if connection.binding is not None:
+                return connection
+            connection.binding = binding
+            try:
+                return await self._store.replace_connection(connection)
+            except EntityChangedError:
+                current = await self._store.get_connection(connection.tenant_id, connection.id)
+                if current is None or not _visible_status(current):
+                    raise connection_not_found(connection.id) from None
+                connection = current
+        raise ConflictError(
+            f"connection {connection.id} keeps changing; retry", code="concurrent_modification"
+        )
+
+    async def _save_with_retry(
+        self, connection: Connection, change: Callable[[Connection], bool]
+    ) -> Connection | None:
+        """Apply `change` (returns False when nothing is to be done) and write under the
+        ETag, re-reading and re-applying when the row changed meanwhile."""
+        for _ in range(5):
+            if not change(connection):
+                return connection
+            try:
+                return await self._store.replace_connection(connection)
+            except EntityChangedError:
+                current = await self._store.get_connection(connection.tenant_id, connection.id)
+                if current is None:
+                    return None
+                connection = current
+        raise ConflictError(
+            f"connection {connection.id} keeps changing; retry", code="concurrent_modification"
+        )
+
+    async def pin_bindings(self, connector: Connector) -> None:
+        """Before a connector's origin or injection changes: rows without a stored
+        binding (written before bindings existed) get the current one, which is what
+        their credentials were entered for."""
+        binding = CredentialBinding.of(connector)
+
+        def pin(connection: Connection) -> bool:
+            if connection.binding is not None:
+                return False
+            connection.binding = binding
+            return True
+
+        for connection in await self._store.list_connections(
+            connector.tenant_id, connector_id=connector.id
+        ):
+            if connection.binding is None:
+                await self._save_with_retry(connection, pin)
+
+    async def connector_rebound(self, caller: Principal, connector: Connector) -> None:
+        """After a connector's origin or injection changed: the caller's own
+        connections (and credential-less ones) follow; every other connection waits
+        for its owner (status origin_changed, POST .../confirm-origin). The check at
+        invoke enforces the binding whatever the status says."""
+        binding = CredentialBinding.of(connector)
+        carries_credentials = not (connector.source == "native" and connector.auth.type == "none")
+
+        def follow(connection: Connection) -> bool:
+            if connection.binding == binding:
+                return False
+            connection.binding = binding
+            if connection.status == ConnectionStatus.ORIGIN_CHANGED:
+                connection.status = ConnectionStatus.CONNECTED
+            return True
+
+        def hold(connection: Connection) -> bool:
+            if connection.binding == binding or connection.status != ConnectionStatus.CONNECTED:
+                return False
+            connection.status = ConnectionStatus.ORIGIN_CHANGED
+            return True
+
+        self._resolved.evict_where(lambda entry: entry.connector.id == connector.id)
+        for connection in await self._store.list_connections(
+            connector.tenant_id, connector_id=connector.id
+        ):
+            if not _visible_status(connection):
+                continue
+            mine = connection.owner_id == caller.object_id
+            previous = connection.status
+            saved = await self._save_with_retry(
+                connection, follow if mine or not carries_credentials else hold
+            )
+            self._resolved.evict((connector.tenant_id, connection.id))
+            if saved is not None and saved.status != previous:
+                self._record(
+                    caller,
+                    "connection.origin_changed",
+                    200,
+                    saved,
+                    detail=f"{binding.origin}: waits for its owner's confirmation",
+                )
+
+    async def confirm_origin(
+        self, caller: Principal, connection_id: str, expected_origin: str | None
+    ) -> Connection:
+        """The owner confirms that their credentials may go where the connector points
+        now (owner only). With `expected_origin`, only if that is still where it points."""
+        connection = await self._owned(caller, connection_id)
+        connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
+        if connector is None:
+            raise connection_not_found(connection_id)
+        binding = CredentialBinding.of(connector)
+        if expected_origin is not None:
+            try:
+                expected = origin_of(validate_base_url(expected_origin, field="origin"))
+            except ValueError:
+                message = "not a valid origin (scheme://host[:port])"
+                raise ValidationFailedError(
+                    message, errors=[{"field": "origin", "message": message}]
+                ) from None
+            if expected != binding.origin:
+                raise _origin_changed(connection, connection.binding, binding)
+
+        def confirm(current: Connection) -> bool:
+            if current.owner_id != caller.object_id:
+                raise connection_not_found(connection_id)
+            current.binding = binding
+            if current.status == ConnectionStatus.ORIGIN_CHANGED:
+                current.status = ConnectionStatus.CONNECTED
+            return True
+
+        saved = await self._save_with_retry(connection, confirm)
+        if saved is None:
+            raise connection_not_found(connection_id)
+        self._resolved.evict((caller.tenant_id, connection_id))
+        self._record(caller, "connection.confirm_origin", 200, saved, detail=binding.origin)
+        return saved
+
+    async def reconcile_secrets(self, *, now: datetime | None = None) -> int:
+        """Delete connection secrets whose row does not exist: what a crash between
+        the secret write and the row's removal leaves behind. Only secrets untouched
+        for SECRET_GRACE (a create in progress writes the row first and the secret
+        second) and tagged with a connector of this install. Connector OAuth-client
+        secrets (`connector-*`) are not reconciled: nothing tells them apart from
+        another install's. Returns how many secrets were deleted."""
+        now = now or datetime.now(UTC)
+        # Secrets first, rows second: a row created after this listing cannot make a
+        # secret in it look orphaned, and a secret written after it is not in it.
+        listing = await self._secrets.list_secrets()
+        connector_ids, connection_ids = await self._store.all_ids()
+        removed = 0
+        for item in listing:
+            name = item.name.lower()
+            connection_id = name[len("conn-") :] if name.startswith("conn-") else ""
+            if not is_valid_id(connection_id) or connection_id in connection_ids:
+                continue
+            # Ours only: a connection secret is tagged with its connector, which must be
+            # one of this install's (a vault shared with another install, e.g. another
+            # GATEWAY_TABLE_PREFIX, holds secrets whose rows are not in our tables).
+            if item.tags.get("connector") not in connector_ids:
+                continue
+            if item.updated is None or now - item.updated < SECRET_GRACE:
+                continue
+            await self._secrets.delete_secret(item.name)
+            log.info("orphaned secret deleted", extra={"secret_name": item.name})
+            removed += 1
+        return removed
+
     async def _grants(self, caller: Principal, connection: Connection) -> tuple[Share, ...]:
         return tuple(await self._shares.for_resource(caller.tenant_id, "connection", connection.id))
 
@@ -753,7 +952,28 @@ class ConnectionService:
         )
         if connector is None:
             raise connection_not_found(connection_id)
-        _check_usable(connection)
+        try:
+            _check_usable(connection)
+            connection = await self._check_binding(connection, connector)
+        except GatewayError as exc:
+            # The caller may use this connection, but it cannot be used now (disabled,
+            # origin changed, consent missing): its owner sees the refusal in its
+            # activity. (Probes by strangers were answered 404 above, recorded nowhere
+            # but the caller's own activity.)
+            self._audit.record(
+                AuditEvent(
+                    tenant_id=caller.tenant_id,
+                    principal=principal_subject(caller),
+                    action="invoke",
+                    status=exc.status,
+                    connection_id=connection.id,
+                    connector_id=connection.connector_id,
+                    correlation_id=correlation_id.get(),
+                    detail=f"refused: {exc.code}",
+                    connection_only=True,
+                )
+            )
+            raise
         auth_type = await self._auth_type(connector, connection.parameter_set)
         binding = await self._binding(connector, connection) if auth_type == "oauth2" else None
         cached = _InvokeEntry(connection, connector, binding, shares)
@@ -837,6 +1057,23 @@ class ConnectionService:
     def forget(self, tenant_id: str, connection_id: str) -> None:
         """Drop this instance's cached view of a connection (after a change)."""
         self._resolved.evict((tenant_id, connection_id))
+
+
+def _origin_changed(
+    connection: Connection, bound: CredentialBinding | None, current: CredentialBinding
+) -> ConnectionOriginChangedError:
+    confirm = f"/api/connections/{connection.id}/confirm-origin"
+    extra: dict[str, Any] = {"connectionId": connection.id, "confirm": confirm}
+    if bound is not None:
+        extra["boundOrigin"] = bound.origin
+    extra["currentOrigin"] = current.origin
+    return ConnectionOriginChangedError(
+        f"the connector of connection {connection.id} now sends credentials to "
+        f"{current.origin}"
+        + (f" (entered for {bound.origin})" if bound and bound.origin != current.origin else "")
+        + f" or injects them differently; nothing is sent until its owner confirms: POST {confirm}",
+        extra=extra,
+    )
 
 
 def _check_usable(connection: Connection) -> None:

@@ -4,13 +4,15 @@ cannot be probed."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from functions.domain.models import (
     AuthScheme,
     Connector,
+    CredentialBinding,
     OAuthClientConfig,
     PrincipalType,
     Share,
@@ -84,8 +86,42 @@ class OAuthClientInput:
     redirect_uri: str | None = None
 
 
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})
+
+
+def count_operations(api_definition: dict[str, Any]) -> int:
+    """Operations in a Swagger document (path x method), counted before any parsing."""
+    paths = api_definition.get("paths")
+    if not isinstance(paths, dict):
+        return 0
+    return sum(
+        1
+        for item in paths.values()
+        if isinstance(item, dict)
+        for method in item
+        if isinstance(method, str) and method.lower() in _HTTP_METHODS
+    )
+
+
+def _load(imported: ImportedDefinition) -> LoadedDefinition:
+    parsed = imported.parse()
+    return LoadedDefinition(imported, parsed, build_router(parsed))
+
+
 def connector_not_found(connector_id: str) -> NotFoundError:
     return NotFoundError(f"connector {connector_id} not found", code="connector_not_found")
+
+
+class BindingGuard(Protocol):
+    """Keeps connections' credentials bound to the origin they were entered for when
+    a connector changes (implemented by the connection service)."""
+
+    async def pin_bindings(self, connector: Connector) -> None:
+        """Before the change: store the current binding on connections that have none."""
+
+    async def connector_rebound(self, caller: Principal, connector: Connector) -> None:
+        """After the change: the caller's own connections follow; others wait for
+        their owner's confirmation."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,7 @@ class ConnectorService:
         public_base_url: str | None = None,
         audience: str = "",
         egress: EgressPolicy | None = None,
+        max_operations: int = 1000,
     ) -> None:
         self._egress = egress or EgressPolicy()
         self._store = store
@@ -121,6 +158,7 @@ class ConnectorService:
         # gateway's app registration they must request tokens for.
         self._public_base_url = public_base_url
         self._audience = audience
+        self._max_operations = max_operations
         # Parsed definitions, keyed by the connector row's update time: a re-import
         # changes the row, so a stale parse is never used after this instance sees it,
         # and an entry never needs to expire (only to make room: least recently used).
@@ -131,6 +169,10 @@ class ConnectorService:
         # a connection seen for the first time costs one Table read, not two. Evicted
         # here on every change; other instances see a change within cache_seconds.
         self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds)
+        self._guard: BindingGuard | None = None
+
+    def set_binding_guard(self, guard: BindingGuard) -> None:
+        self._guard = guard
 
     async def get_for_invoke(self, tenant_id: str, connector_id: str) -> Connector | None:
         """The connector row, cached. No access check: on the invoke path the caller's
@@ -166,7 +208,20 @@ class ConnectorService:
 
         `client_secret` (as `paconn create --secret`) is the secret of the definition's
         own OAuth client id; it goes to the secret store only."""
-        definition = imported.parse()
+        operations = count_operations(imported.api_definition)
+        if operations > self._max_operations:
+            message = (
+                f"the definition has {operations} operations; at most "
+                f"{self._max_operations} are accepted (GATEWAY_MAX_DEFINITION_OPERATIONS)"
+            )
+            raise ValidationFailedError(
+                message,
+                code="too_many_operations",
+                errors=[{"field": "apiDefinition.paths", "message": message}],
+                extra={"operations": operations, "limit": self._max_operations},
+            )
+        # Parsing a large definition takes seconds of CPU: never on the event loop.
+        definition = await asyncio.to_thread(imported.parse)
         chosen = base_url or definition.base_url
         if not chosen:
             message = "the definition has no host; pass baseUrl"
@@ -209,8 +264,7 @@ class ConnectorService:
             if document is None:
                 raise connector_not_found(connector.id)
             imported = ImportedDefinition.from_document(document)
-            parsed = imported.parse()
-            cached = LoadedDefinition(imported, parsed, build_router(parsed))
+            cached = await asyncio.to_thread(_load, imported)
             self._parsed.put(key, cached)
         return cached
 
@@ -437,9 +491,13 @@ class ConnectorService:
                 "import the changed definition as a new connector instead",
                 code="connector_is_imported",
             )
-        if data.auth != connector.auth:
-            # Existing connections hold credentials for the old scheme; changing it
-            # under them would send the wrong credential or none.
+        if data.auth.type != connector.auth.type or (
+            data.auth.type == "oauth2" and data.auth != connector.auth
+        ):
+            # Existing connections hold credentials for the old scheme (OAuth: tokens
+            # of the old provider settings); changing it under them would send the
+            # wrong credential or none. Same-type changes (an API key's header name or
+            # location, the Windows protocol) keep the credential valid: they rebind.
             in_use = await self._store.list_connections(caller.tenant_id, connector_id=connector.id)
             if in_use:
                 raise ConflictError(
@@ -447,13 +505,26 @@ class ConnectorService:
                     "before changing its authentication scheme",
                     code="connector_in_use",
                 )
-        connector.name = data.name
-        connector.base_url = base_url
-        connector.auth = data.auth
-        connector.description = data.description
-        connector.allow_connection_sharing = data.allow_connection_sharing
-        connector.calls_per_minute = data.calls_per_minute
-        connector = await self._replace_connector(connector)
+        before = CredentialBinding.of(connector)
+        changed = replace(
+            connector,
+            name=data.name,
+            base_url=base_url,
+            auth=data.auth,
+            description=data.description,
+            allow_connection_sharing=data.allow_connection_sharing,
+            calls_per_minute=data.calls_per_minute,
+        )
+        rebinding = CredentialBinding.of(changed) != before and self._guard is not None
+        if rebinding:
+            assert self._guard is not None
+            # Before the change is visible: every connection gets the binding its
+            # credentials were entered for (old rows have none stored yet).
+            await self._guard.pin_bindings(connector)
+        connector = await self._replace_connector(changed)
+        if rebinding:
+            assert self._guard is not None
+            await self._guard.connector_rebound(caller, connector)
         if data.oauth_client is not None:
             connector = await self._save_oauth_client(connector, data.oauth_client)
         return connector

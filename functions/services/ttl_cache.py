@@ -47,5 +47,10 @@ class TtlCache(Generic[V]):
     def evict(self, key: Hashable) -> None:
         self._items.pop(key, None)
 
+    def evict_where(self, predicate: Callable[[V], bool]) -> None:
+        """Drop every entry whose value matches (e.g. all connections of a connector)."""
+        for key in [k for k, (_, value) in self._items.items() if predicate(value)]:
+            del self._items[key]
+
     def clear(self) -> None:
         self._items.clear()

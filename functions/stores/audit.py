@@ -39,6 +39,8 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient
 
+from functions.stores.tables import run_table_call
+
 log = logging.getLogger(__name__)
 
 _MAX_MS = 10**13  # inverted timestamps stay 13 digits until the year 2286
@@ -59,6 +61,10 @@ class AuditEvent:
     correlation_id: str | None = None
     detail: str | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Written to the connection's partition only: for an event whose copy in the
+    # caller's partition is written by someone else (an invocation refused after
+    # access was established: the invocation service records the caller's copy).
+    connection_only: bool = False
 
 
 def _row_key(when: datetime) -> str:
@@ -121,9 +127,15 @@ def _events_of(entity: dict[str, Any]) -> list[dict[str, Any]]:
 
 class AuditLog:
     def __init__(
-        self, service: TableServiceClient, prefix: str = "", *, max_pending: int = 50_000
+        self,
+        service: TableServiceClient,
+        prefix: str = "",
+        *,
+        max_pending: int = 50_000,
+        call_timeout: float | None = None,
     ) -> None:
         self._service = service
+        self._call_timeout = call_timeout
         self.table_name = f"{prefix}audit"
         self._table = service.get_table_client(self.table_name)
         self._pending: deque[AuditEvent] = deque()
@@ -200,7 +212,8 @@ class AuditLog:
         for event in events:
             # Serialised once, stored in both partitions.
             item = (event, json.dumps(event_dict(event), separators=(",", ":")))
-            by_partition[principal_partition(event.tenant_id, event.principal)].append(item)
+            if not (event.connection_only and event.connection_id):
+                by_partition[principal_partition(event.tenant_id, event.principal)].append(item)
             if event.connection_id:
                 by_partition[connection_partition(event.tenant_id, event.connection_id)].append(
                     item
@@ -224,7 +237,7 @@ class AuditLog:
                 removed += 1
             return removed
 
-        return await asyncio.to_thread(run)
+        return await run_table_call(run, self._call_timeout)
 
     async def query(
         self, partition: str, since: timedelta = timedelta(hours=24), limit: int = 1000
@@ -247,4 +260,5 @@ class AuditLog:
             events.sort(key=lambda e: e["time"], reverse=True)
             return events[:limit]
 
-        return await asyncio.to_thread(run)
+        # Reads answer callers: outages and timeouts are 503s (writes retry on their own).
+        return await run_table_call(run, self._call_timeout)

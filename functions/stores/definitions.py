@@ -15,12 +15,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from functions.errors import PayloadTooLargeError
+from functions.stores.tables import run_table_call
+
+T = TypeVar("T")
 
 CHUNK_BYTES = 60 * 1024
 # Leave room under the 1 MiB entity limit for keys and system properties.
@@ -50,27 +55,34 @@ def decode_document(entity: dict[str, Any]) -> dict[str, Any]:
 
 
 class DefinitionStore:
-    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+    def __init__(
+        self, service: TableServiceClient, prefix: str = "", *, call_timeout: float | None = None
+    ) -> None:
         self._service = service
+        self._call_timeout = call_timeout
         self.table_name = f"{prefix}definitions"
         self._table = service.get_table_client(self.table_name)
         self.reads = 0
 
     async def ensure_table(self) -> None:
-        await asyncio.to_thread(self._service.create_table_if_not_exists, self.table_name)
+        await self._run(partial(self._service.create_table_if_not_exists, self.table_name))
 
     async def put(self, tenant_id: str, connector_id: str, document: dict[str, Any]) -> None:
         entity: dict[str, Any] = {"PartitionKey": tenant_id, "RowKey": connector_id}
-        entity.update(encode_document(document))
-        await asyncio.to_thread(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        # Serialising and compressing megabytes: off the event loop.
+        entity.update(await asyncio.to_thread(encode_document, document))
+        await self._run(partial(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE))
 
     async def get(self, tenant_id: str, connector_id: str) -> dict[str, Any] | None:
         self.reads += 1
         try:
-            entity = await asyncio.to_thread(self._table.get_entity, tenant_id, connector_id)
+            entity = await self._run(partial(self._table.get_entity, tenant_id, connector_id))
         except ResourceNotFoundError:
             return None
-        return decode_document(dict(entity))
+        return await asyncio.to_thread(decode_document, dict(entity))
 
     async def delete(self, tenant_id: str, connector_id: str) -> None:
-        await asyncio.to_thread(self._table.delete_entity, tenant_id, connector_id)
+        await self._run(partial(self._table.delete_entity, tenant_id, connector_id))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await run_table_call(fn, self._call_timeout)

@@ -10,14 +10,18 @@ is a filter over the same partition. Writes are idempotent upserts and deletes.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from functions.domain.models import Share
+from functions.stores.tables import run_table_call
+
+T = TypeVar("T")
 
 
 def _row_key(resource_type: str, resource_id: str, principal_type: str, principal_id: str) -> str:
@@ -42,14 +46,17 @@ def _from_entity(e: Any) -> Share:
 
 
 class ShareStore:
-    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+    def __init__(
+        self, service: TableServiceClient, prefix: str = "", *, call_timeout: float | None = None
+    ) -> None:
         self._service = service
+        self._call_timeout = call_timeout
         self.table_name = f"{prefix}shares"
         self._table = service.get_table_client(self.table_name)
         self.reads = 0
 
     async def ensure_table(self) -> None:
-        await asyncio.to_thread(self._service.create_table_if_not_exists, self.table_name)
+        await self._run(partial(self._service.create_table_if_not_exists, self.table_name))
 
     async def put(self, share: Share) -> Share:
         entity = {
@@ -65,7 +72,7 @@ class ShareStore:
             "GrantedBy": share.granted_by,
             "GrantedAt": share.granted_at or datetime.now(UTC),
         }
-        await asyncio.to_thread(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+        await self._run(partial(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE))
         return share
 
     async def delete(
@@ -78,10 +85,10 @@ class ShareStore:
     ) -> bool:
         key = _row_key(resource_type, resource_id, principal_type, principal_id)
         try:
-            await asyncio.to_thread(self._table.get_entity, tenant_id, key)
+            await self._run(partial(self._table.get_entity, tenant_id, key))
         except ResourceNotFoundError:
             return False
-        await asyncio.to_thread(self._table.delete_entity, tenant_id, key)
+        await self._run(partial(self._table.delete_entity, tenant_id, key))
         return True
 
     async def for_resource(
@@ -94,7 +101,7 @@ class ShareStore:
             f"and RowKey lt {_quote(prefix[:-1] + ';')}"
         )
         self.reads += 1
-        entities = await asyncio.to_thread(lambda: list(self._table.query_entities(query)))
+        entities = await self._run(lambda: list(self._table.query_entities(query)))
         return [_from_entity(e) for e in entities]
 
     async def for_subjects(
@@ -112,9 +119,13 @@ class ShareStore:
             )
             query = f"PartitionKey eq {_quote(tenant_id)} and ResourceType eq {_quote(resource_type)} and ({matches})"
             self.reads += 1
-            entities = await asyncio.to_thread(self._query, query)
+            entities = await self._run(partial(self._query, query))
             found.extend(_from_entity(e) for e in entities)
         return found
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        # The shared mapping: outages and timeouts are 503s, never 500s.
+        return await run_table_call(fn, self._call_timeout)
 
     def _query(self, query: str) -> list[Any]:
         return list(self._table.query_entities(query))

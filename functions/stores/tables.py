@@ -37,6 +37,7 @@ from functions.domain.models import (
     Connection,
     ConnectionStatus,
     Connector,
+    CredentialBinding,
     OAuthClientConfig,
 )
 from functions.errors import ConflictError, DependencyUnavailableError
@@ -60,12 +61,21 @@ class EntityChangedError(ConflictError):
     code = "concurrent_modification"
 
 
-async def run_table_call(fn: Callable[[], T]) -> T:
+async def run_table_call(fn: Callable[[], T], timeout: float | None = None) -> T:
     """Run a sync Table SDK call in a worker thread. Outages (5xx, 429 after the SDK's
-    retries, network errors) become 503 `storage_unavailable`; not-found, exists and
-    precondition errors pass through for the caller to interpret."""
+    retries, network errors) become 503 `storage_unavailable`, a call that takes longer
+    than `timeout` seconds 503 `storage_timeout` (the thread finishes on its own, bounded
+    by the client's read timeout); not-found, exists and precondition errors pass
+    through for the caller to interpret."""
     try:
-        return await asyncio.to_thread(fn)
+        if timeout is None:
+            return await asyncio.to_thread(fn)
+        return await asyncio.wait_for(asyncio.to_thread(fn), timeout)
+    except TimeoutError:
+        raise DependencyUnavailableError(
+            f"Table Storage did not answer within {timeout:g} s; try again shortly",
+            code="storage_timeout",
+        ) from None
     except (ResourceNotFoundError, ResourceExistsError, ResourceModifiedError):
         raise
     except HttpResponseError as exc:
@@ -80,13 +90,31 @@ async def run_table_call(fn: Callable[[], T]) -> T:
         ) from exc
 
 
+def table_client_options(timeout: float) -> dict[str, Any]:
+    """Bounded SDK options: without them a frozen backend holds a call for the SDK's
+    defaults (300 s read timeout, 10 retries). Retries stay short: every call is also
+    bounded as a whole by `run_table_call`."""
+    return {
+        "connection_timeout": min(5.0, timeout),
+        "read_timeout": timeout,
+        "retry_total": 3,
+        "retry_backoff_factor": 0.4,
+        "retry_backoff_max": 4.0,
+    }
+
+
 def build_table_service(settings: Settings) -> TableServiceClient:
+    options = table_client_options(settings.storage_timeout_seconds)
     if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string)
+        return TableServiceClient.from_connection_string(
+            settings.storage_connection_string, **options
+        )
     from azure.identity import DefaultAzureCredential
 
     assert settings.table_endpoint is not None
-    return TableServiceClient(endpoint=settings.table_endpoint, credential=DefaultAzureCredential())
+    return TableServiceClient(
+        endpoint=settings.table_endpoint, credential=DefaultAzureCredential(), **options
+    )
 
 
 def _now() -> datetime:
@@ -145,6 +173,9 @@ def _connection_to_entity(c: Connection) -> dict[str, Any]:
         "ParametersSet": json.dumps(list(c.parameters_set)),
         "ParameterSet": c.parameter_set or "",
         "PlainParameters": json.dumps(c.plain_parameters),
+        # Empty for rows never bound (written before issue 12); MERGE keeps them empty.
+        "BoundOrigin": c.binding.origin if c.binding else "",
+        "BoundInjection": c.binding.injection if c.binding else "",
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -164,6 +195,9 @@ def _connection_from_entity(e: Any) -> Connection:
         parameter_set=e.get("ParameterSet") or None,
         plain_parameters=json.loads(e.get("PlainParameters") or "{}"),
         token_expires_at=_token_expiry(e.get("TokenExpiresAt")),
+        binding=CredentialBinding(e["BoundOrigin"], e.get("BoundInjection") or "")
+        if e.get("BoundOrigin")
+        else None,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),
@@ -184,8 +218,11 @@ def _odata_quote(value: str) -> str:
 class MetadataStore:
     """Reads and writes connector and connection records. Methods are async."""
 
-    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+    def __init__(
+        self, service: TableServiceClient, prefix: str = "", *, call_timeout: float | None = None
+    ) -> None:
         self._service = service
+        self._call_timeout = call_timeout
         self.connectors_table = f"{prefix}connectors"
         self.connections_table = f"{prefix}connections"
         self._connectors: TableClient = service.get_table_client(self.connectors_table)
@@ -193,7 +230,7 @@ class MetadataStore:
         self.counters = StoreCounters()
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await run_table_call(fn)
+        return await run_table_call(fn, self._call_timeout)
 
     async def ensure_tables(self) -> None:
         for name in (self.connectors_table, self.connections_table):
@@ -322,6 +359,18 @@ class MetadataStore:
         self.counters.writes += 1
         # delete_entity succeeds when the entity is already gone (idempotent).
         await self._run(lambda: self._connections.delete_entity(tenant_id, connection_id))
+
+    async def all_ids(self) -> tuple[set[str], set[str]]:
+        """Ids of every connector and connection row, all tenants (the cleanup job's
+        secret reconciliation: two key-only scans)."""
+
+        def scan(table: TableClient) -> set[str]:
+            return {str(e["RowKey"]) for e in table.list_entities(select=["RowKey"])}
+
+        self.counters.queries += 2
+        connectors = await self._run(partial(scan, self._connectors))
+        connections = await self._run(partial(scan, self._connections))
+        return connectors, connections
 
     @property
     def connections_client(self) -> TableClient:

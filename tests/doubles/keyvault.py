@@ -217,6 +217,8 @@ class KeyVaultDouble:
             _check_name(parts[1])
         with self._lock:
             match (method, parts):
+                case ("GET", ["secrets"]):
+                    return 200, self._list()
                 case ("PUT", ["secrets", name]):
                     return 200, self._set(name, _json(body))
                 case ("GET", ["secrets", name]):
@@ -256,6 +258,25 @@ class KeyVaultDouble:
         )
         secret.versions.append(version)
         return self._bundle(secret, version.version)
+
+    def _list(self) -> dict[str, Any]:
+        """One page holding every active secret's properties (no values, no paging)."""
+        items = []
+        for secret in self._active.values():
+            latest = secret.versions[-1]
+            item: dict[str, Any] = {
+                "id": f"{self.url}/secrets/{secret.name}",
+                "attributes": {
+                    "enabled": True,
+                    "created": secret.versions[0].created,
+                    "updated": latest.created,
+                    "recoveryLevel": self._recovery_level(),
+                },
+            }
+            if latest.tags is not None:
+                item["tags"] = latest.tags
+            items.append(item)
+        return {"value": items, "nextLink": None}
 
     def _get_active(self, name: str) -> _Secret:
         secret = self._active.get(name.lower())

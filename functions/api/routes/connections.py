@@ -5,10 +5,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from functions.api.bodies import json_body
+from functions.api.bodies import json_body, parse_json, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
 from functions.api.openapi import request_body
 from functions.api.schemas import (
+    ConfirmOrigin,
     ConnectionCreate,
     ConnectionPublic,
     ConnectionShareCreate,
@@ -219,6 +220,23 @@ async def reauthorize(
     """A fresh consent URL for an OAuth connection; its id (and shares) stay."""
     url = await gateway.connections.reauthorize(caller, connection_id)
     return {"id": connection_id, "consentUrl": url or None}
+
+
+@router.post(
+    "/connections/{connection_id}/confirm-origin",
+    response_model=ConnectionPublic,
+    summary="Confirm a connection's credentials may go to its connector's new origin",
+)
+async def confirm_origin(
+    connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep
+) -> ConnectionPublic:
+    """The owner agrees that the connection's credentials go where the connector points
+    now (after its maker changed its origin or credential injection). Optional body
+    {"origin": "https://host"}: confirm only if that is still the connector's origin."""
+    raw = await read_body(request, 64 * 1024)
+    body = validate_model(ConfirmOrigin, parse_json(raw)) if raw.strip() else ConfirmOrigin()
+    connection = await gateway.connections.confirm_origin(caller, connection_id, body.origin)
+    return ConnectionPublic.of(connection)
 
 
 @router.delete("/connections/{connection_id}", status_code=204, summary="Delete a connection")

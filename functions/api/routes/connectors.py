@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 
-from functions.api.bodies import json_body, read_body, validate_model
+from functions.api.bodies import check_json_depth, json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
 from functions.api.openapi import IMPORT_MULTIPART, request_body
 from functions.api.schemas import (
@@ -21,7 +22,7 @@ from functions.api.schemas import (
     describe_definition,
     oauth_client_input,
 )
-from functions.errors import ValidationFailedError
+from functions.errors import BadRequestError, ValidationFailedError
 from functions.mcp.service import McpService
 from functions.powerplatform import (
     API_DEFINITION_FILE,
@@ -29,9 +30,6 @@ from functions.powerplatform import (
     parse_json_document,
 )
 from functions.services.connectors import ConnectorInput, ImportedDefinition, OAuthClientInput
-
-# Imported definitions are documents of a few MiB at most.
-MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 
@@ -77,22 +75,41 @@ async def import_connector(
     `apiDefinition`, `apiProperties` (and `script`), or JSON {apiDefinition, apiProperties}.
     Optional `clientSecret` (form field or JSON): the secret of the definition's own
     OAuth client id (write-only, as `paconn create --secret`)."""
+    # The whole upload is bounded by GATEWAY_MAX_DEFINITION_BYTES (413
+    # definition_too_large); the operation count by the service (422).
+    limit = gateway.settings.max_definition_bytes
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        body = await _multipart_import(request)
+        body = await _multipart_import(request, limit)
     else:
-        body = await json_body(request, ConnectorImport, limit=MAX_IMPORT_BYTES)
+        body = await json_body(
+            request, ConnectorImport, limit=limit, too_large="definition_too_large"
+        )
     imported = ImportedDefinition(body.apiDefinition, body.apiProperties, body.script)
     connector, definition = await gateway.connectors.import_definition(
         caller, imported, base_url=body.baseUrl, name=body.name, client_secret=body.clientSecret
     )
-    return ConnectorPublic.of(connector, describe_definition(definition))
+    return ConnectorPublic.of(connector, await asyncio.to_thread(describe_definition, definition))
 
 
-async def _multipart_import(request: Request) -> ConnectorImport:
-    raw = await read_body(request, MAX_IMPORT_BYTES)
+def _parse_file(file_name: str, content: bytes) -> dict[str, Any]:
+    """Parse one uploaded file (in a worker thread); errors name the file."""
+    try:
+        document = parse_json_document(file_name, content)
+    except ValueError:
+        # Not a syntax error (those are DefinitionErrors): an integer literal longer
+        # than Python converts.
+        raise BadRequestError(
+            f"{file_name} holds a number with too many digits", code="json_number_too_long"
+        ) from None
+    check_json_depth(document, what=file_name)
+    return document
+
+
+async def _multipart_import(request: Request, limit: int) -> ConnectorImport:
+    raw = await read_body(request, limit, code="definition_too_large")
     request._body = raw  # the form parser reads the body we already bounded
-    form = await request.form(max_files=3, max_fields=10, max_part_size=MAX_IMPORT_BYTES)
+    form = await request.form(max_files=3, max_fields=10, max_part_size=limit)
     data: dict[str, Any] = {}
     files = {"apiDefinition": API_DEFINITION_FILE, "apiProperties": API_PROPERTIES_FILE}
     for field, file_name in files.items():
@@ -101,7 +118,7 @@ async def _multipart_import(request: Request) -> ConnectorImport:
             continue
         content = await part.read() if isinstance(part, UploadFile) else part.encode("utf-8")
         # Errors name the file as makers know it, with line and column.
-        data[field] = parse_json_document(file_name, content)
+        data[field] = await asyncio.to_thread(_parse_file, file_name, content)
     if "apiDefinition" not in data:
         message = f"the {API_DEFINITION_FILE} file is required (form field apiDefinition)"
         raise ValidationFailedError(
@@ -137,7 +154,8 @@ async def get_connector(
     connector = await gateway.connectors.get_visible(caller, connector_id)
     summary = None
     if connector.source == "powerplatform":
-        summary = describe_definition((await gateway.connectors.definition(connector)).parsed)
+        parsed = (await gateway.connectors.definition(connector)).parsed
+        summary = await asyncio.to_thread(describe_definition, parsed)
     return ConnectorPublic.of(connector, summary)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -10,6 +12,7 @@ from functions.api.bodies import json_body, read_body
 from functions.api.deps import get_caller
 from functions.api.openapi import INVOKE_BODY, UPSTREAM_RESPONSES, request_body
 from functions.api.schemas import OperationCall
+from functions.errors import BadRequestError
 from functions.services.invocation import IncomingCall, UpstreamResponse
 
 # Answers up to this size (declared by Content-Length) are read whole and sent in one
@@ -30,9 +33,30 @@ def _path_after_invoke(request: Request, connection_id: str) -> str:
     """
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode("utf-8")
     text = raw.decode("latin-1").split("?", 1)[0]
-    marker = f"/api/connections/{connection_id}/invoke"
-    index = text.find(marker)
-    return text[index + len(marker) :] if index >= 0 else "/"
+    # Found by structure, not by the decoded id: a client may percent-encode the id
+    # (`%38...`), and searching for the decoded form silently dropped the whole path.
+    prefix = "/api/connections/"
+    index = text.find(prefix)
+    if index < 0:
+        raise _unroutable()
+    segment, _, rest = text[index + len(prefix) :].partition("/")
+    if unquote(segment) != connection_id:
+        raise _unroutable()
+    if rest == "invoke":
+        return ""
+    if rest.startswith("invoke/"):
+        return rest[len("invoke") :]
+    # e.g. an encoded `invoke` segment (`%69nvoke`): the router decoded it, we cannot
+    # tell reliably where the caller's path starts, so we refuse rather than guess.
+    raise _unroutable()
+
+
+def _unroutable() -> BadRequestError:
+    return BadRequestError(
+        "the request path must be /api/connections/{id}/invoke/{path}, with `invoke` "
+        "not percent-encoded",
+        code="invalid_path",
+    )
 
 
 async def invoke(request: Request) -> Response:

@@ -8,6 +8,7 @@ value keyed by (name, version) can never be stale.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -16,6 +17,15 @@ class SecretValue:
     name: str
     version: str
     value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SecretListing:
+    """A secret's name and when its current version was written (no value)."""
+
+    name: str
+    updated: datetime | None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class SecretStore(Protocol):
@@ -40,4 +50,8 @@ class SecretStore(Protocol):
 
         Key Vault soft-deletes and then purges where the vault allows it.
         """
+        ...
+
+    def list_secrets(self) -> list[SecretListing]:
+        """Every secret (not deleted ones), without values: for reconciliation."""
         ...

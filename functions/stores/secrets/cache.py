@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from functions.stores.secrets.base import SecretStore, SecretValue
+from functions.stores.secrets.base import SecretListing, SecretStore, SecretValue
 
 _register_secret: Callable[[str], object] | None
 try:
@@ -100,6 +100,10 @@ class CachedSecretStore:
             # Evict again: a read that finished while the delete ran may have cached a value.
             with self._lock:
                 self._evict(name)
+
+    async def list_secrets(self) -> list[SecretListing]:
+        """Every secret's name and write time, from the inner store (never cached)."""
+        return await asyncio.to_thread(self.inner.list_secrets)
 
     def close(self) -> None:
         """Close the inner store if it holds connections."""

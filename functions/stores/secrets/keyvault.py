@@ -42,7 +42,7 @@ from functions.errors import (
     GatewayError,
     SecretNotFoundError,
 )
-from functions.stores.secrets.base import SecretValue
+from functions.stores.secrets.base import SecretListing, SecretValue
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -248,6 +248,15 @@ class KeyVaultSecretStore:
                 )
                 return
         self._purge(name)
+
+    def list_secrets(self) -> list[SecretListing]:
+        """Names and update times of every secret (one paged listing; no values)."""
+        items = self._call("(listing)", lambda: list(self._client.list_properties_of_secrets()))
+        return [
+            SecretListing(item.name, item.updated_on or item.created_on, dict(item.tags or {}))
+            for item in items
+            if item.name
+        ]
 
     # -- helpers -------------------------------------------------------------------------
 

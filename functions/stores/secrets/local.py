@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from functions.errors import ConfigurationError, GatewayError, SecretNotFoundError
-from functions.stores.secrets.base import SecretValue
+from functions.stores.secrets.base import SecretListing, SecretValue
 from functions.stores.secrets.keyvault import validate_secret_name, validate_secret_version
 
 _KEY_ID_LABEL = b"connector-gateway local secret store key id v1"
@@ -152,6 +152,21 @@ class LocalSecretStore:
         validate_secret_name(name)
         with self._locked(name), contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(name))
+
+    def list_secrets(self) -> list[SecretListing]:
+        """Names (lower-cased, as stored) and write times of every secret file."""
+        found: list[SecretListing] = []
+        for entry in os.scandir(self.directory):
+            if not entry.name.endswith(".json") or entry.name.startswith(".tmp-"):
+                continue
+            name = entry.name[: -len(".json")]
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                written = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+                document = self._read(name)
+                versions = document["versions"] if document else []
+                tags = versions[-1].get("tags") if versions else None
+                found.append(SecretListing(name, written, dict(tags or {})))
+        return found
 
     # -- files ---------------------------------------------------------------------------
 
