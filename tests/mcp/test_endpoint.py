@@ -315,3 +315,38 @@ async def test_oauth_connection_needing_consent_returns_the_consent_link(
         result = await session.call_tool("Waiting__http_request", {"path": "/me"})
         assert result.is_error and "consentUrl" not in (result.structured_content or {})
         assert "only the owner" in text_of(result)
+
+
+async def test_large_definition_is_listed_in_pages(gateway: GatewayUnderTest) -> None:
+    """The largest sample (Blackbaud, 138 operations, 119 callable) in pages of 100."""
+    with gateway.client("mcp-large") as client:
+        connector = import_folder(
+            client, sample("certified-connectors/Blackbaud Church Management"), "https://x.test"
+        )
+        client.put(
+            f"/api/connectors/{connector['id']}/oauth-client",
+            json={"clientId": "bb-client", "clientSecret": "bb-secret"},
+        ).raise_for_status()
+        connection = client.post(
+            f"/api/connectors/{connector['id']}/connections", json={"displayName": "bb"}
+        ).json()
+    path = f"/api/mcp/connections/{connection['id']}"
+    async with mcp_session(gateway, "mcp-large", path) as session:
+        first = await session.list_tools()
+        assert len(first.tools) == 100 and first.next_cursor is not None
+        tools = await all_tools(session)
+    assert len(tools) == 119 and len({t.name for t in tools}) == 119
+    with gateway.client("mcp-large") as client:
+        headers = {**MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        page = client.post(path, json=listing, headers=headers)
+        assert page.status_code == 200, page.text
+        cursor = page.json()["result"]["nextCursor"]
+        rest = client.post(
+            path, json={**listing, "params": {"cursor": cursor}}, headers=headers
+        ).json()
+        assert len(rest["result"]["tools"]) == 19 and "nextCursor" not in rest["result"]
+        invalid = client.post(
+            path, json={**listing, "params": {"cursor": "x"}}, headers=headers
+        ).json()
+        assert invalid["error"]["message"] == "invalid cursor"
