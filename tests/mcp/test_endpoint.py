@@ -350,3 +350,19 @@ async def test_large_definition_is_listed_in_pages(gateway: GatewayUnderTest) ->
             path, json={**listing, "params": {"cursor": "x"}}, headers=headers
         ).json()
         assert invalid["error"]["message"] == "invalid cursor"
+
+
+async def test_disabled_connection_serves_no_tools(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("mcp-disabled") as owner:
+        connector = create_connector(owner, echo.url, API_KEY_AUTH)
+        connection = create_connection(owner, connector["id"], {"api_key": "d-key"})
+    async with mcp_session(gateway, "mcp-disabled") as session:
+        assert [t.name for t in await all_tools(session)] == ["test__http_request"]
+        with gateway.client("mcp-boss", roles=["Gateway.Admin"]) as admin:
+            admin.post(f"/api/admin/connections/{connection['id']}/disable").raise_for_status()
+        assert await all_tools(session) == []
+    with gateway.client("mcp-disabled") as owner:
+        response = owner.post(
+            f"/api/mcp/connections/{connection['id']}", json=INITIALIZE, headers=MCP_HEADERS
+        )
+        assert_problem(response, 403, "connection_disabled")
