@@ -366,3 +366,45 @@ async def test_disabled_connection_serves_no_tools(gateway: GatewayUnderTest, ec
             f"/api/mcp/connections/{connection['id']}", json=INITIALIZE, headers=MCP_HEADERS
         )
         assert_problem(response, 403, "connection_disabled")
+
+
+def modern(method: str, params: dict[str, Any], **headers: str) -> dict[str, Any]:
+    """A request of the 2026-07-28 revision (no initialize; an envelope per message)."""
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    return {
+        "json": {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": method,
+            "params": {**params, "_meta": envelope},
+        },
+        "headers": {
+            **MCP_HEADERS,
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": method,
+            **headers,
+        },
+    }
+
+
+async def test_the_2026_revision_is_served_too(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("mcp-modern") as client:
+        connector = create_connector(client, echo.url, API_KEY_AUTH)
+        create_connection(client, connector["id"], {"api_key": "modern-key"})
+        listed = client.post("/api/mcp", **modern("tools/list", {}))
+        assert listed.status_code == 200, listed.text
+        result = listed.json()["result"]
+        # Each caller has their own tools: not to be shared by caches.
+        assert result["cacheScope"] == "private"
+        assert [t["name"] for t in result["tools"]] == ["test__http_request"]
+        arguments = {"name": "test__http_request", "arguments": {"path": "/modern"}}
+        called = client.post(
+            "/api/mcp", **modern("tools/call", arguments, **{"Mcp-Name": "test__http_request"})
+        )
+        assert called.status_code == 200, called.text
+        report = json.loads(called.json()["result"]["content"][0]["text"])
+        assert report["path"] == "/modern"
+        assert header_values(report, "x-api-key") == ["modern-key"]
