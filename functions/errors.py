@@ -147,3 +147,13 @@ class DependencyUnavailableError(GatewayError):
     status = 503
     code = "dependency_unavailable"
     title = "A service the gateway depends on is unavailable"
+
+
+# --- issue 17: the MCP endpoint (functions/mcp) ------------------------------------------
+
+
+class ToolNotFoundError(NotFoundError):
+    """A tool name the caller's MCP endpoint does not serve (another user's, a revoked
+    share's, a typo). Rendered as a JSON-RPC error, not as a tool result."""
+
+    code = "tool_not_found"

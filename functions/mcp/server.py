@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from functions import observability
-from functions.errors import GatewayError
-from functions.mcp.service import McpCall, ServedTool, ToolNotFoundError
+from functions.errors import GatewayError, ToolNotFoundError
+from functions.mcp.service import McpCall, ServedTool
 
 # tools/list page size: a client gets a 138-operation definition in two requests.
 PAGE_SIZE = 100

@@ -255,9 +255,9 @@ def _parameter_schema(
         schema["title"] = title
     description = text(raw.get("description"))
     if parameter.type == "file":
-        description = (description + " " if description else "") + (
-            'Text, or {"$content-type": "...", "$content": "<base64>"} as a JSON string.'
-        )
+        # The operations API also takes a Power Automate content object here; a tool's
+        # single `string` type (strict clients) allows text only.
+        description = (description + " " if description else "") + "(file content, as text)"
     if description:
         schema["description"] = description
     if kind == "array":
