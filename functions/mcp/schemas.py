@@ -27,8 +27,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from functions.powerplatform.swagger import resolve_ref
 
 JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
@@ -212,6 +210,9 @@ def _hidden(schema: Mapping[str, Any]) -> bool:
 def _fits(schema: Mapping[str, Any], value: Any) -> bool:
     """Whether an example is valid for its own schema (definitions' examples often are
     not: an object for an array, a string for a number); a wrong one misleads a model."""
+    # Imported here: the app's import (a Functions cold start) should not pay for it.
+    from jsonschema import Draft202012Validator
+
     return bool(Draft202012Validator(schema).is_valid(value))
 
 
