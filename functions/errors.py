@@ -210,3 +210,11 @@ class ConnectionOriginChangedError(ConnectionNotUsableError):
 
     code = "connection_origin_changed"
     title = "The connector changed where credentials go: its owner must confirm"
+# --- issue 17: the MCP endpoint (functions/mcp) ------------------------------------------
+
+
+class ToolNotFoundError(NotFoundError):
+    """A tool name the caller's MCP endpoint does not serve (another user's, a revoked
+    share's, a typo). Rendered as a JSON-RPC error, not as a tool result."""
+
+    code = "tool_not_found"

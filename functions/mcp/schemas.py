@@ -10,7 +10,8 @@ reject keywords they do not know; so the result is self-contained and plain:
 - only these keywords are kept: type, title, description, properties, required, items,
   additionalProperties, enum, default, format, examples, and the numeric, length and
   size bounds; `pattern` only when it compiles; `x-ms-summary` becomes `title`;
-  `example` becomes `examples`; every other `x-ms-*` is dropped;
+  `example` becomes `examples` (when it has the declared type); every other `x-ms-*`
+  is dropped;
 - inputs: properties that are `x-ms-visibility: internal` and have a default are
   hidden (the gateway fills them in, as Power Platform does), and a required property
   with a default is no longer required (the gateway sends the default).
@@ -89,7 +90,8 @@ class SchemaConverter:
     def _convert(self, raw: Any, stack: tuple[str, ...], depth: int) -> dict[str, Any]:
         schema, stack, recursive = self._resolve(raw, stack)
         if recursive or depth > MAX_DEPTH:
-            return {"type": "object", "description": RECURSION_NOTE}
+            stub: dict[str, Any] = {"description": RECURSION_NOTE}
+            return stub if self._output else {"type": "object", **stub}
         if schema is None:
             return {}
         parts = [schema]
@@ -154,7 +156,7 @@ class SchemaConverter:
         if isinstance(pattern, str) and _compiles(pattern):
             out["pattern"] = pattern
         example = schema.get("example")
-        if example is not None:
+        if example is not None and _fits(out, example):
             out["examples"] = [example]
         return out
 
@@ -203,6 +205,15 @@ def _hidden(schema: Mapping[str, Any]) -> bool:
     """Internal with a default: Power Platform never shows it and always sends it."""
     visibility = schema.get("x-ms-visibility")
     return isinstance(visibility, str) and visibility.lower() == "internal" and "default" in schema
+
+
+def _fits(schema: Mapping[str, Any], value: Any) -> bool:
+    """Whether an example is valid for its own schema (definitions' examples often are
+    not: an object for an array, a string for a number); a wrong one misleads a model."""
+    # Imported here: the app's import (a Functions cold start) should not pay for it.
+    from jsonschema import Draft202012Validator
+
+    return bool(Draft202012Validator(schema).is_valid(value))
 
 
 def _compiles(pattern: str) -> bool:

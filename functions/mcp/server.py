@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from functions import observability
-from functions.errors import GatewayError
-from functions.mcp.service import McpCall, ServedTool, ToolNotFoundError
+from functions.errors import GatewayError, ToolNotFoundError
+from functions.mcp.service import McpCall, ServedTool
 
 # tools/list page size: a client gets a 138-operation definition in two requests.
 PAGE_SIZE = 100
@@ -44,6 +44,10 @@ class McpServer:
             instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            # Our schemas declare no `Mcp-Param-*` headers: nothing to check there, and
+            # without this the SDK would run a caller's whole tools/list per tools/call
+            # on the 2026-07-28 protocol to look for them.
+            get_tool_input_schema=_no_header_parameters,
         )
         # No session, no SSE stream: endpoint.py says why.
         self.manager = StreamableHTTPSessionManager(self.server, json_response=True, stateless=True)
@@ -82,6 +86,10 @@ class McpServer:
             structured_content=outcome.structured,
             is_error=outcome.is_error,
         )
+
+
+def _no_header_parameters(name: str) -> None:
+    return None
 
 
 def _call_of(ctx: ServerRequestContext[Any]) -> McpCall:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import zlib
 from collections.abc import AsyncGenerator
@@ -30,6 +31,7 @@ from functions.errors import (
     ForbiddenError,
     GatewayError,
     NotFoundError,
+    ToolNotFoundError,
     ValidationFailedError,
 )
 from functions.identity.principal import Principal
@@ -50,6 +52,8 @@ from functions.stores.shares import ShareStore
 
 if TYPE_CHECKING:
     from functions.container import Gateway
+
+log = logging.getLogger(__name__)
 
 # What a tool result holds of an upstream answer: enough for a model, not a download.
 MAX_RESULT_BYTES = 256 * 1024
@@ -83,10 +87,6 @@ class McpCall:
     caller: Principal
     connection_id: str | None
     service: McpService
-
-
-class ToolNotFoundError(NotFoundError):
-    code = "tool_not_found"
 
 
 class McpService:
@@ -190,7 +190,14 @@ class McpService:
         prefixes = connection_prefixes({c.id: c.display_name for c in connections})
         served: list[ServedTool] = []
         for connection in connections:
-            for spec in await self._connection_specs(connection):
+            try:
+                specs = await self._connection_specs(connection)
+            except GatewayError as exc:
+                # One connection whose definition cannot be read must not hide the
+                # caller's other tools; its own endpoint reports the error.
+                log.warning("MCP: no tools for connection %s: %s", connection.id, exc.code)
+                continue
+            for spec in specs:
                 name = prefixed(
                     prefixes[connection.id], spec.name, source=spec.operation_id or spec.name
                 )

@@ -187,9 +187,7 @@ def _operation_tool(
 ) -> ToolSpec:
     raw = raw_operation(definition, operation)
     shown = [
-        p
-        for p in operation.parameters
-        if not (p.visibility == "internal" and p.default is not NO_DEFAULT)
+        p for p in operation.parameters if not (p.visibility == "internal" and _has_default(p))
     ]
     plain = [p for p in shown if p.location != "body"]
     body = next((p for p in shown if p.location == "body"), None)
@@ -202,7 +200,7 @@ def _operation_tool(
             parameter, _raw_parameter(definition, operation, parameter), inputs
         )
         arguments[key] = parameter.name
-        if parameter.required and parameter.default is NO_DEFAULT:
+        if parameter.required and not _has_default(parameter):
             required.append(key)
     body_argument: str | None = None
     if body is not None:
@@ -237,6 +235,14 @@ def _operation_tool(
     )
 
 
+def _has_default(parameter: OperationParameter) -> bool:
+    """A default the gateway can send: an empty path segment is refused, so a path
+    parameter defaulting to "" (FreeAgent does that) still needs a value."""
+    if parameter.default is NO_DEFAULT or parameter.default is None:
+        return False
+    return not (parameter.location == "path" and parameter.default == "")
+
+
 def _parameter_schema(
     parameter: OperationParameter, raw: Mapping[str, Any], inputs: SchemaConverter
 ) -> dict[str, Any]:
@@ -249,16 +255,16 @@ def _parameter_schema(
         schema["title"] = title
     description = text(raw.get("description"))
     if parameter.type == "file":
-        description = (description + " " if description else "") + (
-            'Text, or {"$content-type": "...", "$content": "<base64>"} as a JSON string.'
-        )
+        # The operations API also takes a Power Automate content object here; a tool's
+        # single `string` type (strict clients) allows text only.
+        description = (description + " " if description else "") + "(file content, as text)"
     if description:
         schema["description"] = description
     if kind == "array":
         schema["items"] = inputs.convert(parameter.items or {})
     if parameter.enum:
         schema["enum"] = [v for i, v in enumerate(parameter.enum) if v not in parameter.enum[:i]]
-    if parameter.default is not NO_DEFAULT and not isinstance(parameter.default, dict | list):
+    if _has_default(parameter) and not isinstance(parameter.default, dict | list):
         schema["default"] = parameter.default
     if parameter.format:
         schema["format"] = parameter.format

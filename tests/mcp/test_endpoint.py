@@ -315,3 +315,96 @@ async def test_oauth_connection_needing_consent_returns_the_consent_link(
         result = await session.call_tool("Waiting__http_request", {"path": "/me"})
         assert result.is_error and "consentUrl" not in (result.structured_content or {})
         assert "only the owner" in text_of(result)
+
+
+async def test_large_definition_is_listed_in_pages(gateway: GatewayUnderTest) -> None:
+    """The largest sample (Blackbaud, 138 operations, 119 callable) in pages of 100."""
+    with gateway.client("mcp-large") as client:
+        connector = import_folder(
+            client, sample("certified-connectors/Blackbaud Church Management"), "https://x.test"
+        )
+        client.put(
+            f"/api/connectors/{connector['id']}/oauth-client",
+            json={"clientId": "bb-client", "clientSecret": "bb-secret"},
+        ).raise_for_status()
+        connection = client.post(
+            f"/api/connectors/{connector['id']}/connections", json={"displayName": "bb"}
+        ).json()
+    path = f"/api/mcp/connections/{connection['id']}"
+    async with mcp_session(gateway, "mcp-large", path) as session:
+        first = await session.list_tools()
+        assert len(first.tools) == 100 and first.next_cursor is not None
+        tools = await all_tools(session)
+    assert len(tools) == 119 and len({t.name for t in tools}) == 119
+    with gateway.client("mcp-large") as client:
+        headers = {**MCP_HEADERS, "MCP-Protocol-Version": "2025-06-18"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        page = client.post(path, json=listing, headers=headers)
+        assert page.status_code == 200, page.text
+        cursor = page.json()["result"]["nextCursor"]
+        rest = client.post(
+            path, json={**listing, "params": {"cursor": cursor}}, headers=headers
+        ).json()
+        assert len(rest["result"]["tools"]) == 19 and "nextCursor" not in rest["result"]
+        invalid = client.post(
+            path, json={**listing, "params": {"cursor": "x"}}, headers=headers
+        ).json()
+        assert invalid["error"]["message"] == "invalid cursor"
+
+
+async def test_disabled_connection_serves_no_tools(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("mcp-disabled") as owner:
+        connector = create_connector(owner, echo.url, API_KEY_AUTH)
+        connection = create_connection(owner, connector["id"], {"api_key": "d-key"})
+    async with mcp_session(gateway, "mcp-disabled") as session:
+        assert [t.name for t in await all_tools(session)] == ["test__http_request"]
+        with gateway.client("mcp-boss", roles=["Gateway.Admin"]) as admin:
+            admin.post(f"/api/admin/connections/{connection['id']}/disable").raise_for_status()
+        assert await all_tools(session) == []
+    with gateway.client("mcp-disabled") as owner:
+        response = owner.post(
+            f"/api/mcp/connections/{connection['id']}", json=INITIALIZE, headers=MCP_HEADERS
+        )
+        assert_problem(response, 403, "connection_disabled")
+
+
+def modern(method: str, params: dict[str, Any], **headers: str) -> dict[str, Any]:
+    """A request of the 2026-07-28 revision (no initialize; an envelope per message)."""
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    return {
+        "json": {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": method,
+            "params": {**params, "_meta": envelope},
+        },
+        "headers": {
+            **MCP_HEADERS,
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": method,
+            **headers,
+        },
+    }
+
+
+async def test_the_2026_revision_is_served_too(gateway: GatewayUnderTest, echo: Any) -> None:
+    with gateway.client("mcp-modern") as client:
+        connector = create_connector(client, echo.url, API_KEY_AUTH)
+        create_connection(client, connector["id"], {"api_key": "modern-key"})
+        listed = client.post("/api/mcp", **modern("tools/list", {}))
+        assert listed.status_code == 200, listed.text
+        result = listed.json()["result"]
+        # Each caller has their own tools: not to be shared by caches.
+        assert result["cacheScope"] == "private"
+        assert [t["name"] for t in result["tools"]] == ["test__http_request"]
+        arguments = {"name": "test__http_request", "arguments": {"path": "/modern"}}
+        called = client.post(
+            "/api/mcp", **modern("tools/call", arguments, **{"Mcp-Name": "test__http_request"})
+        )
+        assert called.status_code == 200, called.text
+        report = json.loads(called.json()["result"]["content"][0]["text"])
+        assert report["path"] == "/modern"
+        assert header_values(report, "x-api-key") == ["modern-key"]
