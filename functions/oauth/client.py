@@ -352,6 +352,37 @@ class TokenEndpointClient:
             provider, body, client_id=client.client_id, grant="client_credentials"
         )
 
+    async def on_behalf_of(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        assertion: str,
+        scopes: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """Exchange a caller's token for one to `scopes` (OAuth 2.0 on-behalf-of: the
+        JWT-bearer grant of RFC 7523 §2.1 with `requested_token_use=on_behalf_of`, as
+        Entra ID defines it). msal providers use `acquire_token_on_behalf_of`.
+
+        Returns the raw response, errors included (`error`, `suberror`, `claims`): the
+        caller decides what they mean for the user (see `functions.oauth.obo`)."""
+        wanted = list(_msal_scopes(scopes))
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            return await self._msal_result(
+                provider, client, lambda app: app.acquire_token_on_behalf_of(assertion, wanted)
+            )
+        form = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": assertion,
+            "requested_token_use": "on_behalf_of",
+            "scope": _scope_value(provider, tuple(wanted)),
+        }
+        try:
+            return dict(await self._post(provider, provider.token_url, client, form))
+        except ProviderError as exc:
+            if isinstance(exc, TransientProviderError):
+                raise
+            return {"error": exc.error or "unknown_error", "error_description": exc.description}
+
     async def revoke(
         self, provider: ResolvedProvider, client: OAuthClient, tokens: TokenSet
     ) -> bool:
@@ -537,6 +568,15 @@ class TokenEndpointClient:
     async def _msal(
         self, provider: ResolvedProvider, client: OAuthClient, call: Callable[[Any], dict[str, Any]]
     ) -> dict[str, Any]:
+        body = await self._msal_result(provider, client, call)
+        if "error" in body:
+            raise _error(provider, body, None)
+        return body
+
+    async def _msal_result(
+        self, provider: ResolvedProvider, client: OAuthClient, call: Callable[[Any], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """msal's result dict, errors included (RFC 6749 §5.2 fields + Entra's)."""
         self.requests += 1
 
         def run() -> dict[str, Any]:
@@ -554,10 +594,7 @@ class TokenEndpointClient:
                 raise ProviderError(f"{provider.spec.display_name}: {exc}") from exc
             return dict(result or {})
 
-        body = await asyncio.to_thread(run)
-        if "error" in body:
-            raise _error(provider, body, None)
-        return body
+        return await asyncio.to_thread(run)
 
     def _msal_app(self, provider: ResolvedProvider, client: OAuthClient) -> Any:
         import msal  # lazy: importing msal costs cold-start time on every other path

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 
 from functions.domain.models import Connection, ConnectionStatus, Connector
-from functions.errors import ConflictError, GatewayError
+from functions.errors import ConflictError, GatewayError, OnBehalfOfAssertionRejectedError
 from functions.identity.principal import Principal
 from functions.oauth import (
     OAuthClient,
@@ -47,6 +47,8 @@ from functions.oauth import (
     start_consent,
 )
 from functions.oauth.errors import CatalogError
+from functions.oauth.obo import OnBehalfOfExchanger
+from functions.oauth.obo import user_key as obo_user_key
 from functions.oauth.state_store import OAuthStateRecord
 from functions.oauth.table_store import TableConnectionTokenStore
 from functions.observability import correlation_id
@@ -115,7 +117,11 @@ class OAuthBinding:
     provider: ResolvedProvider
     client: OAuthClient
     redirect_uri: str
-    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    # "on_behalf_of": Entra ID on-behalf-of (`aad` with `enableOnbehalfOfLogin`): the
+    # caller's own token is exchanged per call (`on_behalf_of_token`); no consent.
+    grant: Literal["authorization_code", "client_credentials", "on_behalf_of"] = (
+        "authorization_code"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +147,10 @@ class OAuthService:
         audit: AuditLog,
         *,
         public_base_url: str | None,
+        on_behalf_of: OnBehalfOfExchanger | None = None,
     ) -> None:
         self._audit = audit
+        self._obo = on_behalf_of or OnBehalfOfExchanger(tokens)
         self._metadata = metadata
         self._secrets = secrets
         self._connectors = connectors
@@ -190,6 +198,7 @@ class OAuthService:
         plain_parameters: dict[str, Any],
         secret_parameters: dict[str, Any] | None = None,
     ) -> OAuthBinding:
+        grant: Literal["authorization_code", "client_credentials", "on_behalf_of"]
         if definition is None:
             assert connector.auth.oauth is not None
             scheme = connector.auth.oauth
@@ -209,7 +218,7 @@ class OAuthService:
             provider_id, values, scopes = _power_platform_provider(
                 option.oauth2, plain_parameters, secret_parameters
             )
-            grant = "authorization_code"
+            grant = "on_behalf_of" if on_behalf_of_enabled(option.oauth2) else "authorization_code"
             # A client configured on the gateway (PUT .../oauth-client, or the import's
             # client secret) wins; otherwise a custom connector's own client id is used.
             # Certified connectors ship placeholders ("[[CLIENT ID]]", "PLACEHOLDER_...").
@@ -451,6 +460,27 @@ class OAuthService:
             self._latest[key] = StoredTokens(tokens=tokens, version=None)
         return tokens.access_token
 
+    async def on_behalf_of_token(
+        self, caller: Principal, assertion: str, binding: OAuthBinding
+    ) -> str:
+        """The downstream token for `caller` on an on-behalf-of connector: `assertion`
+        is the caller's own (validated) bearer token. Cached per user and scope, never
+        beyond the caller's token (see `functions.oauth.obo`)."""
+        if binding.grant != "on_behalf_of":
+            raise OAuthNotSupportedError("this connector does not use on-behalf-of sign-in")
+        if caller.kind != "user":
+            raise OnBehalfOfAssertionRejectedError(
+                "on-behalf-of needs a user's token; an application has no user to act for"
+            )
+        tokens = await self._obo.token_for(
+            binding.provider,
+            binding.client,
+            assertion,
+            user_key=obo_user_key(caller.tenant_id, caller.object_id),
+            scopes=binding.client.scopes,
+        )
+        return tokens.access_token
+
     async def revoke(self, connector: Connector, connection: Connection) -> bool:
         """Best effort, when a connection is deleted: revoke its grant at the provider
         (RFC 7009), so deleting a connection also ends the third party's consent. Never
@@ -638,3 +668,13 @@ def _render_connection_template(value: str, parameters: dict[str, Any]) -> str:
         )
 
     return _TEMPLATE.sub(substitute, value)
+
+
+def on_behalf_of_enabled(settings: OAuth2Settings) -> bool:
+    """Power Platform's `aad` provider with `enableOnbehalfOfLogin` set to true (the
+    custom parameter is a string "true"/"false" in definitions, sometimes a boolean)."""
+    if settings.identity_provider.lower() != "aad":
+        return False
+    raw = settings.custom_parameters.get("enableOnbehalfOfLogin")
+    value = raw.get("value") if isinstance(raw, dict) else raw
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
