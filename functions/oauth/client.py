@@ -41,6 +41,7 @@ import httpx
 import jwt
 
 from functions.oauth.catalog import ResolvedProvider
+from functions.oauth.certificates import CLIENT_ASSERTION_TYPE
 from functions.oauth.errors import (
     CatalogError,
     InvalidGrantError,
@@ -404,13 +405,13 @@ class TokenEndpointClient:
         url = provider.revocation_url.replace("{client_id}", quote(client.client_id, safe=""))
         try:
             if spec.revocation_request == "delete-json-access-token":
-                if client.client_secret is None:
-                    return False  # Basic client authentication is required
+                if client.shared_secret is None:
+                    return False  # Basic client authentication with a secret is required
                 response = await self.http.request(
                     "DELETE",
                     url,
                     json={"access_token": tokens.access_token},
-                    auth=httpx.BasicAuth(client.client_id, client.client_secret),
+                    auth=httpx.BasicAuth(client.client_id, client.shared_secret),
                     headers={"Accept": "application/json"},
                     timeout=self.timeout,
                 )
@@ -421,15 +422,7 @@ class TokenEndpointClient:
                 else (tokens.access_token, "access_token")
             )
             data = {"token": token, "token_type_hint": hint}
-            extra: dict[str, Any] = {}
-            if spec.client_auth == "basic" and client.client_secret is not None:
-                extra["auth"] = httpx.BasicAuth(
-                    quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-                )
-            else:
-                data["client_id"] = client.client_id
-                if client.client_secret is not None:
-                    data["client_secret"] = client.client_secret
+            extra = _client_authentication(provider, client, url, data)
             response = await self.http.post(url, data=data, timeout=self.timeout, **extra)
         except httpx.HTTPError as exc:
             raise TransientProviderError(
@@ -451,7 +444,7 @@ class TokenEndpointClient:
         """Refuse, before consent, a client the provider's token templates cannot use:
         `{ClientSecret}` in a body needs the connector's client secret."""
         templates = provider.templates
-        if templates is None or client.client_secret is not None:
+        if templates is None or client.shared_secret is not None:
             return
         for which in ("token_body", "token_query", "refresh_body", "refresh_query"):
             if templates.uses(which, "ClientSecret"):
@@ -472,7 +465,7 @@ class TokenEndpointClient:
         assert provider.templates is not None
         return {
             "ClientId": client.client_id,
-            "ClientSecret": client.client_secret,
+            "ClientSecret": client.shared_secret,
             "RedirectUrl": redirect_uri,
             "Scopes": provider.templates.scope_delimiter.join(scopes),
         }
@@ -502,16 +495,7 @@ class TokenEndpointClient:
         spec = provider.spec
         data = {**spec.token_params, **form}
         headers = self._headers(provider)
-        extra: dict[str, Any] = {}
-        if spec.client_auth == "basic" and client.client_secret is not None:
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-            extra["auth"] = httpx.BasicAuth(
-                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-            )
-        else:
-            data["client_id"] = client.client_id
-            if client.client_secret is not None:
-                data["client_secret"] = client.client_secret
+        extra = _client_authentication(provider, client, url, data)
         return await self._send(provider, url, data=data, headers=headers, **extra)
 
     async def _send(self, provider: ResolvedProvider, url: str, **kwargs: Any) -> Mapping[str, Any]:
@@ -613,8 +597,14 @@ class TokenEndpointClient:
             app = self._msal_apps.get(key)
             if app is not None:
                 return app
+        certificate = client.certificate
         kwargs: dict[str, Any] = {
-            "client_credential": client.client_secret,
+            # A certificate: msal signs a client assertion (private_key_jwt) per request.
+            "client_credential": (
+                certificate.msal_credential(client.client_id, provider.token_url)
+                if certificate
+                else client.client_secret
+            ),
             "token_cache": _NoTokenCache(msal),
         }
         if self._msal_http_client is not None:
@@ -628,6 +618,32 @@ class TokenEndpointClient:
         app = msal.ConfidentialClientApplication(client.client_id, **kwargs)
         with self._msal_lock:
             return self._msal_apps.setdefault(key, app)
+
+
+def _client_authentication(
+    provider: ResolvedProvider, client: OAuthClient, url: str, data: dict[str, str]
+) -> dict[str, Any]:
+    """Add client authentication to a token or revocation request: a signed client
+    assertion for a certificate (RFC 7523 §2.2, `private_key_jwt`), HTTP Basic (RFC 6749
+    §2.3.1, id and secret form-urlencoded first) or the body. Returns httpx kwargs."""
+    certificate = client.certificate
+    if certificate is not None:
+        data["client_id"] = client.client_id
+        data["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+        data["client_assertion"] = certificate.client_assertion(
+            client.client_id, url.split("?", 1)[0]
+        )
+        return {}
+    if provider.spec.client_auth == "basic" and client.client_secret is not None:
+        return {
+            "auth": httpx.BasicAuth(
+                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+            )
+        }
+    data["client_id"] = client.client_id
+    if client.client_secret is not None:
+        data["client_secret"] = client.client_secret
+    return {}
 
 
 def _msal_scopes(scopes: tuple[str, ...]) -> list[str]:

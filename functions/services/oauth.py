@@ -46,6 +46,7 @@ from functions.oauth import (
     finish_consent,
     start_consent,
 )
+from functions.oauth.certificates import is_certificate_bundle
 from functions.oauth.errors import CatalogError
 from functions.oauth.obo import OnBehalfOfExchanger
 from functions.oauth.obo import user_key as obo_user_key
@@ -95,6 +96,13 @@ POWER_PLATFORM_PROVIDERS: dict[str, dict[str, Any]] = {
         },
     },
     "aad": {"provider": "entra-id", "settings": {"tenant": "custom:tenantId"}},
+    # The same Entra ID endpoints; the app authenticates with a certificate (the
+    # connector's client credential is a PEM bundle: `functions.oauth.certificates`).
+    "aadcertificate": {
+        "provider": "entra-id",
+        "settings": {"tenant": "custom:tenantId"},
+        "clientCertificate": True,
+    },
     "github": {"provider": "github", "settings": {}},
 }
 
@@ -199,6 +207,7 @@ class OAuthService:
         secret_parameters: dict[str, Any] | None = None,
     ) -> OAuthBinding:
         grant: Literal["authorization_code", "client_credentials", "on_behalf_of"]
+        needs_certificate = False
         if definition is None:
             assert connector.auth.oauth is not None
             scheme = connector.auth.oauth
@@ -219,6 +228,7 @@ class OAuthService:
                 option.oauth2, plain_parameters, secret_parameters
             )
             grant = "on_behalf_of" if on_behalf_of_enabled(option.oauth2) else "authorization_code"
+            needs_certificate = _needs_certificate(option.oauth2)
             # A client configured on the gateway (PUT .../oauth-client, or the import's
             # client secret) wins; otherwise a custom connector's own client id is used.
             # Certified connectors ship placeholders ("[[CLIENT ID]]", "PLACEHOLDER_...").
@@ -231,6 +241,12 @@ class OAuthService:
                 f"placeholder); PUT /api/connectors/{connector.id}/oauth-client first"
             )
         secret = await self._client_secret(connector)
+        if needs_certificate and not is_certificate_bundle(secret):
+            raise OAuthNotConfiguredError(
+                f"connector {connector.id} authenticates its OAuth client with a certificate "
+                f"(aadcertificate): PUT /api/connectors/{connector.id}/oauth-client with "
+                "clientCertificate (PEM private key + certificate) first"
+            )
         try:
             provider = await self._catalog.resolve(provider_id, values, http=self._http)
         except CatalogError as exc:
@@ -678,3 +694,10 @@ def on_behalf_of_enabled(settings: OAuth2Settings) -> bool:
     raw = settings.custom_parameters.get("enableOnbehalfOfLogin")
     value = raw.get("value") if isinstance(raw, dict) else raw
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _needs_certificate(settings: OAuth2Settings | None) -> bool:
+    if settings is None:
+        return False
+    mapping = POWER_PLATFORM_PROVIDERS.get(settings.identity_provider.lower()) or {}
+    return bool(mapping.get("clientCertificate"))

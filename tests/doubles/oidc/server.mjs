@@ -4,8 +4,8 @@
 //
 // * node `oidc-provider` (certified), served over HTTPS (msal refuses plain HTTP) with the
 //   issuer https://127.0.0.1:P/oidc (msal needs a path in an OIDC authority).
-// * Clients: `gateway` (client_secret_post) and `gateway-basic` (client_secret_basic),
-//   both confidential, PKCE S256 required, grants authorization_code, refresh_token and
+// * Clients: `gateway` (client_secret_post), `gateway-basic` (client_secret_basic) and
+//   `gateway-cert` (private_key_jwt, keys from --cert-client-jwks), all confidential, PKCE S256 required, grants authorization_code, refresh_token and
 //   client_credentials. Secrets: `<client id>-secret`.
 // * Refresh tokens rotate and reuse is detected (a replayed refresh token revokes the
 //   whole grant), as the strict providers do.
@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     cert: { type: 'string' },
     key: { type: 'string' },
     'redirect-uri': { type: 'string', multiple: true, default: [] },
+    'cert-client-jwks': { type: 'string' },
   },
 });
 
@@ -87,8 +88,18 @@ const client = (id, method) => ({
   scope: 'openid offline_access profile email api:read',
 });
 
+// `gateway-cert` authenticates with a client assertion signed by a certificate's key
+// (private_key_jwt, RFC 7523 §2.2; Entra ID's certificate credentials): its public keys
+// (several during a rotation) come from --cert-client-jwks.
+const clients = [client('gateway', 'client_secret_post'), client('gateway-basic', 'client_secret_basic')];
+if (args['cert-client-jwks']) {
+  const { client_secret: _unused, ...certClient } = client('gateway-cert', 'private_key_jwt');
+  certClient.jwks = JSON.parse(fs.readFileSync(args['cert-client-jwks'], 'utf8'));
+  clients.push(certClient);
+}
+
 const provider = new Provider(issuer, {
-  clients: [client('gateway', 'client_secret_post'), client('gateway-basic', 'client_secret_basic')],
+  clients,
   cookies: { keys: ['test-cookie-key-not-a-secret'] },
   pkce: { required: () => true },
   scopes: ['openid', 'offline_access', 'profile', 'email', 'api:read'],
