@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, quote
 import httpx
 import jwt
 
-from functions.oauth.catalog import ResolvedProvider
+from functions.oauth.catalog import TOKEN_EXCHANGE_GRANT, ResolvedProvider
 from functions.oauth.certificates import CLIENT_ASSERTION_TYPE
 from functions.oauth.errors import (
     CatalogError,
@@ -352,6 +352,36 @@ class TokenEndpointClient:
         return token_set_from_response(
             provider, body, client_id=client.client_id, grant="client_credentials"
         )
+
+    async def token_exchange(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        subject_token: str,
+        scopes: tuple[str, ...],
+        *,
+        audience: str | None = None,
+    ) -> dict[str, Any]:
+        """OAuth 2.0 Token Exchange (RFC 8693 §2.1): the caller's access token as the
+        subject, an access token for `scopes` (and `audience`) requested, client
+        authentication as at the token endpoint. Returns the raw response, errors
+        included (RFC 8693 §2.2.2: `invalid_request`, `invalid_target`, `invalid_grant`)."""
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }
+        if scopes:
+            form["scope"] = _scope_value(provider, scopes)
+        if audience:
+            form["audience"] = audience
+        try:
+            return dict(await self._post(provider, provider.token_url, client, form))
+        except ProviderError as exc:
+            if isinstance(exc, TransientProviderError):
+                raise
+            return {"error": exc.error or "unknown_error", "error_description": exc.description}
 
     async def on_behalf_of(
         self,

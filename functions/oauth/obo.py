@@ -1,8 +1,11 @@
-"""Entra ID on-behalf-of (Power Platform `aad` with `enableOnbehalfOfLogin`).
+"""Acting on behalf of the caller: Entra ID on-behalf-of (Power Platform `aad` with
+`enableOnbehalfOfLogin`) and OAuth 2.0 Token Exchange (RFC 8693) for generic providers.
 
-The caller's own Entra token (the one the gateway validated) is exchanged for a token to
-the downstream resource (msal `acquire_token_on_behalf_of`): no per-connection consent,
-no refresh token stored, nothing in the secret store.
+The caller's own token (the one the gateway validated) is exchanged for a token to the
+downstream resource: msal `acquire_token_on_behalf_of` for `tokenClient: msal` providers,
+RFC 8693 for providers with `tokenExchange` (catalog flag, or discovery's
+`grant_types_supported`). No per-connection consent, no refresh token, nothing in the
+secret store.
 
 * **Cache**: per (authority, client, user, scopes), in process memory only, never past
   the caller's token's own `exp` (the downstream token's expiry is cut to it), and
@@ -14,7 +17,9 @@ no refresh token stored, nothing in the secret store.
   conditional access) -> 401 `obo_interaction_required` with `claims`; missing consent
   (`consent_required`, AADSTS65001) -> 403 `obo_consent_required`; any other
   `invalid_grant` (a token the provider refuses as an assertion) -> 401
-  `obo_assertion_rejected`; 5xx / 429 / timeouts -> 503 `oauth_provider_unavailable`.
+  `obo_assertion_rejected`; RFC 8693 `invalid_target` (the client may not get tokens for
+  that audience) -> 403 `obo_consent_required`; 5xx / 429 / timeouts -> 503
+  `oauth_provider_unavailable`.
   The assertion and the downstream token are never logged or put in an error.
 """
 
@@ -75,6 +80,12 @@ def obo_error(
     description = str(body.get("error_description") or "")
     claims = body.get("claims")
     what = " ".join(scopes) or "the downstream API"
+    if error == "invalid_target":
+        return OnBehalfOfConsentRequiredError(
+            f"{provider.spec.display_name} does not allow the gateway's client to obtain "
+            f"tokens for {what} on a user's behalf; an administrator must permit it",
+            extra={"scopes": list(scopes)},
+        )
     if (
         error == "consent_required"
         or suberror == "consent_required"
@@ -173,7 +184,15 @@ class OnBehalfOfExchanger:
         key: tuple[str, ...],
     ) -> TokenSet:
         self.exchanges += 1
-        body = await self.tokens.on_behalf_of(provider, client, assertion, scopes)
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            body = await self.tokens.on_behalf_of(provider, client, assertion, scopes)
+        elif provider.token_exchange:
+            body = await self.tokens.token_exchange(provider, client, assertion, scopes)
+        else:
+            raise ProviderError(
+                f"{provider.spec.display_name} offers no way to act on a caller's behalf "
+                "(neither Entra ID on-behalf-of nor RFC 8693 token exchange)"
+            )
         if "error" in body:
             raise obo_error(provider, body, scopes)
         tokens = token_set_from_response(

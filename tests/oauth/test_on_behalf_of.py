@@ -208,3 +208,68 @@ def test_definitions_with_enable_on_behalf_of_login_use_it() -> None:
     settings["customParameters"]["enableOnbehalfOfLogin"]["value"] = "true"
     (option,) = parse_definition(api_definition, api_properties).auth_options
     assert option.oauth2 is not None and on_behalf_of_enabled(option.oauth2)
+
+
+# -- RFC 8693 token exchange (generic providers) ---------------------------------------
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+async def test_discovery_reveals_token_exchange_and_it_is_used(obo, http, caller_key, caplog):
+    caplog.set_level(logging.DEBUG)
+    from functions.oauth import default_catalog
+
+    # The catalog's generic OpenID Connect entry, as connectors use it.
+    provider = await default_catalog().resolve("generic-oidc", {"issuer": obo.issuer}, http=http)
+    assert provider.token_exchange  # grant_types_supported lists RFC 8693
+    tokens = exchanger(obo, http)
+    alice = mint_token(caller_key, user="alice")
+    first = await tokens.token_for(
+        provider, CLIENT, alice, user_key=user_key("t", "alice"), scopes=SCOPES
+    )
+    assert first.access_token and first.scope == "api:read"
+    again = await tokens.token_for(
+        provider, CLIENT, alice, user_key=user_key("t", "alice"), scopes=SCOPES
+    )
+    assert again == first
+    assert obo.token_requests(TOKEN_EXCHANGE, 200) == 1
+    assert obo.token_requests(JWT_BEARER) == 0
+    # RFC 8693 errors: an untrusted subject token, a target the client may not reach.
+    with pytest.raises(OnBehalfOfAssertionRejectedError):
+        await tokens.token_for(
+            provider,
+            CLIENT,
+            mint_token(generate_private_key_pem(), user="mallory"),
+            user_key=user_key("t", "mallory"),
+            scopes=SCOPES,
+        )
+    obo.configure(oboError="invalid_target")
+    with pytest.raises(OnBehalfOfConsentRequiredError) as info:
+        await tokens.token_for(
+            provider,
+            CLIENT,
+            mint_token(caller_key, user="bob"),
+            user_key=user_key("t", "bob"),
+            scopes=SCOPES,
+        )
+    assert info.value.status == 403
+    assert alice not in caplog.text and first.access_token not in caplog.text
+
+
+async def test_a_provider_without_either_mechanism_is_refused(obo, http, caller_key):
+    from functions.oauth import ProviderError, default_catalog
+
+    provider = await default_catalog().resolve(
+        "generic-oauth2",
+        {"authorization_url": obo.authorization_url, "token_url": obo.token_url},
+    )
+    assert not provider.token_exchange
+    with pytest.raises(ProviderError, match="on a caller's behalf"):
+        await exchanger(obo, http).token_for(
+            provider,
+            CLIENT,
+            mint_token(caller_key, user="alice"),
+            user_key=user_key("t", "alice"),
+            scopes=SCOPES,
+        )
+    assert obo.token_requests(TOKEN_EXCHANGE) == 0

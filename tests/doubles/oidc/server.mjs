@@ -66,7 +66,7 @@ const DEFAULTS = {
   // accepted when signed by this RS256 public JWK for this audience.
   oboTrustedJwk: null,
   oboAudience: null,
-  oboError: null, // 'interaction_required' | 'consent_required': answer as Entra does
+  oboError: null, // 'interaction_required' | 'consent_required' (Entra) | 'invalid_target' (RFC 8693)
 };
 let config = { ...DEFAULTS };
 let stats = {};
@@ -77,13 +77,14 @@ function count(grantType, status) {
 }
 
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 const client = (id, method) => ({
   client_id: id,
   client_secret: `${id}-secret`,
   token_endpoint_auth_method: method,
   redirect_uris: redirectUris,
-  grant_types: ['authorization_code', 'refresh_token', 'client_credentials', JWT_BEARER],
+  grant_types: ['authorization_code', 'refresh_token', 'client_credentials', JWT_BEARER, TOKEN_EXCHANGE],
   response_types: ['code'],
   scope: 'openid offline_access profile email api:read',
 });
@@ -200,6 +201,44 @@ provider.registerGrantType(JWT_BEARER, async (ctx) => {
     ext_expires_in: token.expiration, scope: requested.join(' '),
   };
 }, ['assertion', 'scope', 'requested_token_use']);
+
+// OAuth 2.0 Token Exchange (RFC 8693) for the same purpose, as generic providers offer
+// it (Keycloak, Okta, Auth0, Ping): the subject token is the caller's JWT (trusted as
+// above); errors as RFC 8693 §2.2.2 defines them.
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const {
+    subject_token: subject, subject_token_type: subjectType, scope, requested_token_type: wanted,
+  } = ctx.oidc.params;
+  const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
+  const jwtType = 'urn:ietf:params:oauth:token-type:jwt';
+  if (![accessTokenType, jwtType].includes(subjectType) || (wanted && wanted !== accessTokenType)) {
+    oboFail(ctx, { error: 'invalid_request', error_description: 'unsupported token type' });
+    return;
+  }
+  if (config.oboError === 'invalid_target') {
+    oboFail(ctx, { error: 'invalid_target', error_description: 'the client may not obtain tokens for that audience' });
+    return;
+  }
+  const claims = verifyAssertion(subject);
+  if (!claims) {
+    oboFail(ctx, { error: 'invalid_grant', error_description: 'the subject token is not valid' });
+    return;
+  }
+  const accountId = String(claims.oid ?? claims.sub);
+  const requested = String(scope ?? '').split(' ').filter(Boolean);
+  const { AccessToken, Grant } = ctx.oidc.provider;
+  const grant = new Grant({ accountId, clientId: ctx.oidc.client.clientId });
+  grant.addOIDCScope(requested.join(' '));
+  const grantId = await grant.save();
+  const token = new AccessToken({
+    accountId, client: ctx.oidc.client, grantId, scope: requested.join(' '), gty: 'token-exchange',
+  });
+  const value = await token.save();
+  ctx.body = {
+    access_token: value, issued_token_type: accessTokenType, token_type: 'Bearer',
+    expires_in: token.expiration, scope: requested.join(' '),
+  };
+}, ['subject_token', 'subject_token_type', 'requested_token_type', 'scope', 'audience', 'resource', 'actor_token', 'actor_token_type']);
 
 // Count every token-endpoint request by grant type and final status; apply test knobs.
 provider.use(async (ctx, next) => {
