@@ -235,7 +235,8 @@ class OAuthService:
             client_id = connector.oauth_client.client_id if connector.oauth_client else None
             if client_id is None and not is_placeholder_client_id(option.oauth2.client_id):
                 client_id = option.oauth2.client_id
-        if not client_id or is_placeholder_client_id(client_id):
+        # A configured id is the maker's choice; only a copied-over placeholder is refused.
+        if not client_id or (definition is not None and is_placeholder_client_id(client_id)):
             raise OAuthNotConfiguredError(
                 f"connector {connector.id} has no OAuth client id (its definition ships a "
                 f"placeholder); PUT /api/connectors/{connector.id}/oauth-client first"
