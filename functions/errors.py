@@ -218,3 +218,31 @@ class ToolNotFoundError(NotFoundError):
     share's, a typo). Rendered as a JSON-RPC error, not as a tool result."""
 
     code = "tool_not_found"
+# -- issue 18: Entra ID on-behalf-of ---------------------------------------------------------
+
+
+class OnBehalfOfInteractionRequiredError(GatewayError):
+    """The identity provider needs the caller to sign in again interactively (MFA,
+    conditional access) before it exchanges their token; `claims` (when given) is the
+    claims challenge the caller's sign-in must pass on."""
+
+    status = 401
+    code = "obo_interaction_required"
+    title = "Sign-in interaction required"
+
+
+class OnBehalfOfConsentRequiredError(GatewayError):
+    """Nobody consented to the gateway's app calling the downstream API for this user:
+    an administrator (or the user) must grant it; no per-connection consent exists."""
+
+    status = 403
+    code = "obo_consent_required"
+    title = "Consent required for on-behalf-of"
+
+
+class OnBehalfOfAssertionRejectedError(GatewayError):
+    """The identity provider refused the caller's own token as an on-behalf-of assertion."""
+
+    status = 401
+    code = "obo_assertion_rejected"
+    title = "Caller token rejected for on-behalf-of"

@@ -110,6 +110,9 @@ class OAuthClientUpdate(Strict):
     clientId: str = Field(min_length=1, max_length=500)
     clientSecret: str | None = Field(default=None, min_length=1, max_length=4000)
     redirectUri: str | None = Field(default=None, max_length=2048)
+    # Issue 18 (aadcertificate, private_key_jwt): PEM private key + certificate, instead
+    # of clientSecret; write-only, kept in the secret store like a secret.
+    clientCertificate: str | None = Field(default=None, min_length=1, max_length=40000, repr=False)
 
 
 class ConnectorCreate(Strict):

@@ -31,6 +31,9 @@ these, never on a provider's name):
     pkce                  send a PKCE S256 challenge (RFC 7636; default true)
     clientCredentials     supports the client-credentials grant (RFC 6749 §4.4)
     invalidGrantErrors    provider error codes that mean `invalid_grant`
+    tokenExchange         the token endpoint offers OAuth 2.0 Token Exchange (RFC 8693),
+                          used to act on behalf of the caller; discovered providers offer
+                          it when `grant_types_supported` lists its grant type
     revocationUrl         template of the token revocation endpoint, for providers
                           without discovery (discovery's `revocation_endpoint` otherwise);
                           may name `{client_id}`, filled with the connector's client id
@@ -70,6 +73,7 @@ from functions.oauth.errors import CatalogError, ProviderError, TransientProvide
 from functions.oauth.templates import RequestTemplates
 
 CATALOG_PATH = Path(__file__).with_name("providers.json")
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type URN
 DEFAULT_REFRESH_MARGIN = 300
 
 Protocol_ = Literal["oauth2", "oidc"]
@@ -115,6 +119,7 @@ _KNOWN_KEYS = {
     "requestTemplates",
     "revocationUrl",
     "revocationRequest",
+    "tokenExchange",
 }
 _TEMPLATE_KEYS = (
     "authorizationUrl",
@@ -171,6 +176,7 @@ class ProviderSpec:
     request_templates: bool = False
     revocation_url: str | None = None
     revocation_request: RevocationRequest = "rfc7009"
+    token_exchange: bool = False
 
     @property
     def is_oidc(self) -> bool:
@@ -310,6 +316,7 @@ class ProviderSpec:
         client_credentials = flag("clientCredentials", False)
         invalid_grant_errors = frozenset(string_list("invalidGrantErrors"))
         request_templates = flag("requestTemplates", False)
+        token_exchange = flag("tokenExchange", False)
         revocation_request = choice(
             "revocationRequest", ("rfc7009", "delete-json-access-token"), "rfc7009"
         )
@@ -348,6 +355,7 @@ class ProviderSpec:
             request_templates=request_templates,
             revocation_url=templates["revocationUrl"],
             revocation_request=revocation_request,  # type: ignore[arg-type]
+            token_exchange=token_exchange,
         )
 
 
@@ -375,6 +383,8 @@ class ResolvedProvider:
     revocation_url: str | None = None
     # Request templates (spec.request_templates), with the connection's values for them.
     templates: RequestTemplates | None = field(default=None, repr=False)
+    # RFC 8693 token exchange at the token endpoint (catalog flag or discovery).
+    token_exchange: bool = False
 
     @property
     def id(self) -> str:
@@ -529,6 +539,7 @@ class ProviderCatalog:
         issuer = render(spec.issuer)
         # A documented static endpoint (providers without discovery); else discovery's.
         revocation_url: str | None = render(spec.revocation_url)
+        token_exchange = spec.token_exchange
         if spec.discovery_url is not None:
             if http is None:
                 raise CatalogError(f"provider {spec.id!r} uses discovery: pass an http client")
@@ -539,6 +550,9 @@ class ProviderCatalog:
             revocation = metadata.get("revocation_endpoint")
             if revocation_url is None and isinstance(revocation, str):
                 revocation_url = revocation
+            grants = metadata.get("grant_types_supported")
+            if isinstance(grants, list) and TOKEN_EXCHANGE_GRANT in grants:
+                token_exchange = True
         assert authorization_url is not None and token_url is not None
         return ResolvedProvider(
             spec=spec,
@@ -550,6 +564,7 @@ class ProviderCatalog:
             msal_oidc_authority=render(spec.msal_oidc_authority),
             revocation_url=revocation_url,
             templates=templates,
+            token_exchange=token_exchange,
         )
 
     async def discover(self, url: str, http: httpx.AsyncClient) -> dict[str, Any]:

@@ -40,7 +40,8 @@ from urllib.parse import parse_qsl, quote
 import httpx
 import jwt
 
-from functions.oauth.catalog import ResolvedProvider
+from functions.oauth.catalog import TOKEN_EXCHANGE_GRANT, ResolvedProvider
+from functions.oauth.certificates import CLIENT_ASSERTION_TYPE
 from functions.oauth.errors import (
     CatalogError,
     InvalidGrantError,
@@ -352,6 +353,67 @@ class TokenEndpointClient:
             provider, body, client_id=client.client_id, grant="client_credentials"
         )
 
+    async def token_exchange(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        subject_token: str,
+        scopes: tuple[str, ...],
+        *,
+        audience: str | None = None,
+    ) -> dict[str, Any]:
+        """OAuth 2.0 Token Exchange (RFC 8693 §2.1): the caller's access token as the
+        subject, an access token for `scopes` (and `audience`) requested, client
+        authentication as at the token endpoint. Returns the raw response, errors
+        included (RFC 8693 §2.2.2: `invalid_request`, `invalid_target`, `invalid_grant`)."""
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "subject_token": subject_token,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }
+        if scopes:
+            form["scope"] = _scope_value(provider, scopes)
+        if audience:
+            form["audience"] = audience
+        try:
+            return dict(await self._post(provider, provider.token_url, client, form))
+        except ProviderError as exc:
+            if isinstance(exc, TransientProviderError):
+                raise
+            return {"error": exc.error or "unknown_error", "error_description": exc.description}
+
+    async def on_behalf_of(
+        self,
+        provider: ResolvedProvider,
+        client: OAuthClient,
+        assertion: str,
+        scopes: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """Exchange a caller's token for one to `scopes` (OAuth 2.0 on-behalf-of: the
+        JWT-bearer grant of RFC 7523 §2.1 with `requested_token_use=on_behalf_of`, as
+        Entra ID defines it). msal providers use `acquire_token_on_behalf_of`.
+
+        Returns the raw response, errors included (`error`, `suberror`, `claims`): the
+        caller decides what they mean for the user (see `functions.oauth.obo`)."""
+        wanted = list(_msal_scopes(scopes))
+        if provider.spec.token_client == "msal":  # noqa: S105 - a setting's name, not a secret
+            return await self._msal_result(
+                provider, client, lambda app: app.acquire_token_on_behalf_of(assertion, wanted)
+            )
+        form = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": assertion,
+            "requested_token_use": "on_behalf_of",
+            "scope": _scope_value(provider, tuple(wanted)),
+        }
+        try:
+            return dict(await self._post(provider, provider.token_url, client, form))
+        except ProviderError as exc:
+            if isinstance(exc, TransientProviderError):
+                raise
+            return {"error": exc.error or "unknown_error", "error_description": exc.description}
+
     async def revoke(
         self, provider: ResolvedProvider, client: OAuthClient, tokens: TokenSet
     ) -> bool:
@@ -373,13 +435,13 @@ class TokenEndpointClient:
         url = provider.revocation_url.replace("{client_id}", quote(client.client_id, safe=""))
         try:
             if spec.revocation_request == "delete-json-access-token":
-                if client.client_secret is None:
-                    return False  # Basic client authentication is required
+                if client.shared_secret is None:
+                    return False  # Basic client authentication with a secret is required
                 response = await self.http.request(
                     "DELETE",
                     url,
                     json={"access_token": tokens.access_token},
-                    auth=httpx.BasicAuth(client.client_id, client.client_secret),
+                    auth=httpx.BasicAuth(client.client_id, client.shared_secret),
                     headers={"Accept": "application/json"},
                     timeout=self.timeout,
                 )
@@ -390,15 +452,7 @@ class TokenEndpointClient:
                 else (tokens.access_token, "access_token")
             )
             data = {"token": token, "token_type_hint": hint}
-            extra: dict[str, Any] = {}
-            if spec.client_auth == "basic" and client.client_secret is not None:
-                extra["auth"] = httpx.BasicAuth(
-                    quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-                )
-            else:
-                data["client_id"] = client.client_id
-                if client.client_secret is not None:
-                    data["client_secret"] = client.client_secret
+            extra = _client_authentication(provider, client, url, data)
             response = await self.http.post(url, data=data, timeout=self.timeout, **extra)
         except httpx.HTTPError as exc:
             raise TransientProviderError(
@@ -420,7 +474,7 @@ class TokenEndpointClient:
         """Refuse, before consent, a client the provider's token templates cannot use:
         `{ClientSecret}` in a body needs the connector's client secret."""
         templates = provider.templates
-        if templates is None or client.client_secret is not None:
+        if templates is None or client.shared_secret is not None:
             return
         for which in ("token_body", "token_query", "refresh_body", "refresh_query"):
             if templates.uses(which, "ClientSecret"):
@@ -441,7 +495,7 @@ class TokenEndpointClient:
         assert provider.templates is not None
         return {
             "ClientId": client.client_id,
-            "ClientSecret": client.client_secret,
+            "ClientSecret": client.shared_secret,
             "RedirectUrl": redirect_uri,
             "Scopes": provider.templates.scope_delimiter.join(scopes),
         }
@@ -471,16 +525,7 @@ class TokenEndpointClient:
         spec = provider.spec
         data = {**spec.token_params, **form}
         headers = self._headers(provider)
-        extra: dict[str, Any] = {}
-        if spec.client_auth == "basic" and client.client_secret is not None:
-            # RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-            extra["auth"] = httpx.BasicAuth(
-                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
-            )
-        else:
-            data["client_id"] = client.client_id
-            if client.client_secret is not None:
-                data["client_secret"] = client.client_secret
+        extra = _client_authentication(provider, client, url, data)
         return await self._send(provider, url, data=data, headers=headers, **extra)
 
     async def _send(self, provider: ResolvedProvider, url: str, **kwargs: Any) -> Mapping[str, Any]:
@@ -537,6 +582,15 @@ class TokenEndpointClient:
     async def _msal(
         self, provider: ResolvedProvider, client: OAuthClient, call: Callable[[Any], dict[str, Any]]
     ) -> dict[str, Any]:
+        body = await self._msal_result(provider, client, call)
+        if "error" in body:
+            raise _error(provider, body, None)
+        return body
+
+    async def _msal_result(
+        self, provider: ResolvedProvider, client: OAuthClient, call: Callable[[Any], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """msal's result dict, errors included (RFC 6749 §5.2 fields + Entra's)."""
         self.requests += 1
 
         def run() -> dict[str, Any]:
@@ -554,10 +608,7 @@ class TokenEndpointClient:
                 raise ProviderError(f"{provider.spec.display_name}: {exc}") from exc
             return dict(result or {})
 
-        body = await asyncio.to_thread(run)
-        if "error" in body:
-            raise _error(provider, body, None)
-        return body
+        return await asyncio.to_thread(run)
 
     def _msal_app(self, provider: ResolvedProvider, client: OAuthClient) -> Any:
         import msal  # lazy: importing msal costs cold-start time on every other path
@@ -576,8 +627,14 @@ class TokenEndpointClient:
             app = self._msal_apps.get(key)
             if app is not None:
                 return app
+        certificate = client.certificate
         kwargs: dict[str, Any] = {
-            "client_credential": client.client_secret,
+            # A certificate: msal signs a client assertion (private_key_jwt) per request.
+            "client_credential": (
+                certificate.msal_credential(client.client_id, provider.token_url)
+                if certificate
+                else client.client_secret
+            ),
             "token_cache": _NoTokenCache(msal),
         }
         if self._msal_http_client is not None:
@@ -591,6 +648,32 @@ class TokenEndpointClient:
         app = msal.ConfidentialClientApplication(client.client_id, **kwargs)
         with self._msal_lock:
             return self._msal_apps.setdefault(key, app)
+
+
+def _client_authentication(
+    provider: ResolvedProvider, client: OAuthClient, url: str, data: dict[str, str]
+) -> dict[str, Any]:
+    """Add client authentication to a token or revocation request: a signed client
+    assertion for a certificate (RFC 7523 §2.2, `private_key_jwt`), HTTP Basic (RFC 6749
+    §2.3.1, id and secret form-urlencoded first) or the body. Returns httpx kwargs."""
+    certificate = client.certificate
+    if certificate is not None:
+        data["client_id"] = client.client_id
+        data["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+        data["client_assertion"] = certificate.client_assertion(
+            client.client_id, url.split("?", 1)[0]
+        )
+        return {}
+    if provider.spec.client_auth == "basic" and client.client_secret is not None:
+        return {
+            "auth": httpx.BasicAuth(
+                quote(client.client_id, safe=""), quote(client.client_secret, safe="")
+            )
+        }
+    data["client_id"] = client.client_id
+    if client.client_secret is not None:
+        data["client_secret"] = client.client_secret
+    return {}
 
 
 def _msal_scopes(scopes: tuple[str, ...]) -> list[str]:

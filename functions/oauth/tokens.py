@@ -12,6 +12,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from functions.oauth.certificates import (
+    ClientCertificate,
+    is_certificate_bundle,
+    load_certificate_bundle,
+)
+
 SECRET_FORMAT = 1
 # A token is due for refresh when less than min(provider margin, this fraction of the
 # lifetime the provider granted) remains: short-lived tokens (60 s to 5 min, shorter
@@ -166,8 +172,26 @@ class TokenSet:
 
 @dataclass(frozen=True)
 class OAuthClient:
-    """A connector's OAuth client registration (RFC 6749 §2). The secret is memory only."""
+    """A connector's OAuth client registration (RFC 6749 §2). The secret is memory only.
+
+    `client_secret` is either a client secret or a PEM bundle (private key + certificate)
+    for certificate client authentication (`certificate`, `functions.oauth.certificates`).
+    """
 
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ()
+
+    @property
+    def certificate(self) -> ClientCertificate | None:
+        """The client certificate, when the credential is a PEM bundle."""
+        if not is_certificate_bundle(self.client_secret):
+            return None
+        assert self.client_secret is not None
+        return load_certificate_bundle(self.client_secret)
+
+    @property
+    def shared_secret(self) -> str | None:
+        """The client secret proper: None when the client authenticates with a
+        certificate (the bundle is never sent anywhere)."""
+        return None if is_certificate_bundle(self.client_secret) else self.client_secret

@@ -21,6 +21,11 @@ from functions.domain.models import (
 from functions.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailedError
 from functions.identity.principal import Principal
 from functions.oauth import ProviderCatalog
+from functions.oauth.certificates import (
+    CertificateError,
+    is_certificate_bundle,
+    load_certificate_bundle,
+)
 from functions.oauth.errors import CatalogError
 from functions.powerplatform import ConnectorDefinition, parse_definition
 from functions.powerplatform.auth import is_placeholder_client_id
@@ -295,6 +300,8 @@ class ConnectorService:
     async def _save_oauth_client(self, connector: Connector, data: OAuthClientInput) -> Connector:
         if data.redirect_uri is not None:
             validate_base_url(data.redirect_uri, field="redirectUri")
+        if is_certificate_bundle(data.client_secret):
+            _check_certificate_bundle(data.client_secret or "")
         version = connector.oauth_client.secret_version if connector.oauth_client else None
         if data.client_secret:
             version = await self._secrets.set_secret(
@@ -564,3 +571,14 @@ def _definition_client_id(definition: ConnectorDefinition) -> str:
         )
         raise ValidationFailedError(message, errors=[{"field": "clientSecret", "message": message}])
     return ids.pop()
+
+
+def _check_certificate_bundle(bundle: str) -> None:
+    """A client certificate (issue 18, aadcertificate) must parse and match its key;
+    422 naming the field, never the content."""
+    try:
+        load_certificate_bundle(bundle)
+    except CertificateError as exc:
+        raise ValidationFailedError(
+            exc.detail, errors=[{"field": "clientCertificate", "message": exc.detail}]
+        ) from None

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import httpx
 
 from functions.domain.models import Connection, ConnectionStatus, Connector
-from functions.errors import ConflictError, GatewayError
+from functions.errors import ConflictError, GatewayError, OnBehalfOfAssertionRejectedError
 from functions.identity.principal import Principal
 from functions.oauth import (
     OAuthClient,
@@ -46,7 +46,10 @@ from functions.oauth import (
     finish_consent,
     start_consent,
 )
+from functions.oauth.certificates import is_certificate_bundle
 from functions.oauth.errors import CatalogError
+from functions.oauth.obo import OnBehalfOfExchanger
+from functions.oauth.obo import user_key as obo_user_key
 from functions.oauth.state_store import OAuthStateRecord
 from functions.oauth.table_store import TableConnectionTokenStore
 from functions.observability import correlation_id
@@ -93,6 +96,13 @@ POWER_PLATFORM_PROVIDERS: dict[str, dict[str, Any]] = {
         },
     },
     "aad": {"provider": "entra-id", "settings": {"tenant": "custom:tenantId"}},
+    # The same Entra ID endpoints; the app authenticates with a certificate (the
+    # connector's client credential is a PEM bundle: `functions.oauth.certificates`).
+    "aadcertificate": {
+        "provider": "entra-id",
+        "settings": {"tenant": "custom:tenantId"},
+        "clientCertificate": True,
+    },
     "github": {"provider": "github", "settings": {}},
 }
 
@@ -115,7 +125,11 @@ class OAuthBinding:
     provider: ResolvedProvider
     client: OAuthClient
     redirect_uri: str
-    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    # "on_behalf_of": Entra ID on-behalf-of (`aad` with `enableOnbehalfOfLogin`): the
+    # caller's own token is exchanged per call (`on_behalf_of_token`); no consent.
+    grant: Literal["authorization_code", "client_credentials", "on_behalf_of"] = (
+        "authorization_code"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,10 @@ class OAuthService:
         audit: AuditLog,
         *,
         public_base_url: str | None,
+        on_behalf_of: OnBehalfOfExchanger | None = None,
     ) -> None:
         self._audit = audit
+        self._obo = on_behalf_of or OnBehalfOfExchanger(tokens)
         self._metadata = metadata
         self._secrets = secrets
         self._connectors = connectors
@@ -190,6 +206,8 @@ class OAuthService:
         plain_parameters: dict[str, Any],
         secret_parameters: dict[str, Any] | None = None,
     ) -> OAuthBinding:
+        grant: Literal["authorization_code", "client_credentials", "on_behalf_of"]
+        needs_certificate = False
         if definition is None:
             assert connector.auth.oauth is not None
             scheme = connector.auth.oauth
@@ -209,19 +227,27 @@ class OAuthService:
             provider_id, values, scopes = _power_platform_provider(
                 option.oauth2, plain_parameters, secret_parameters
             )
-            grant = "authorization_code"
+            grant = "on_behalf_of" if on_behalf_of_enabled(option.oauth2) else "authorization_code"
+            needs_certificate = _needs_certificate(option.oauth2)
             # A client configured on the gateway (PUT .../oauth-client, or the import's
             # client secret) wins; otherwise a custom connector's own client id is used.
             # Certified connectors ship placeholders ("[[CLIENT ID]]", "PLACEHOLDER_...").
             client_id = connector.oauth_client.client_id if connector.oauth_client else None
             if client_id is None and not is_placeholder_client_id(option.oauth2.client_id):
                 client_id = option.oauth2.client_id
-        if not client_id or is_placeholder_client_id(client_id):
+        # A configured id is the maker's choice; only a copied-over placeholder is refused.
+        if not client_id or (definition is not None and is_placeholder_client_id(client_id)):
             raise OAuthNotConfiguredError(
                 f"connector {connector.id} has no OAuth client id (its definition ships a "
                 f"placeholder); PUT /api/connectors/{connector.id}/oauth-client first"
             )
         secret = await self._client_secret(connector)
+        if needs_certificate and not is_certificate_bundle(secret):
+            raise OAuthNotConfiguredError(
+                f"connector {connector.id} authenticates its OAuth client with a certificate "
+                f"(aadcertificate): PUT /api/connectors/{connector.id}/oauth-client with "
+                "clientCertificate (PEM private key + certificate) first"
+            )
         try:
             provider = await self._catalog.resolve(provider_id, values, http=self._http)
         except CatalogError as exc:
@@ -451,6 +477,27 @@ class OAuthService:
             self._latest[key] = StoredTokens(tokens=tokens, version=None)
         return tokens.access_token
 
+    async def on_behalf_of_token(
+        self, caller: Principal, assertion: str, binding: OAuthBinding
+    ) -> str:
+        """The downstream token for `caller` on an on-behalf-of connector: `assertion`
+        is the caller's own (validated) bearer token. Cached per user and scope, never
+        beyond the caller's token (see `functions.oauth.obo`)."""
+        if binding.grant != "on_behalf_of":
+            raise OAuthNotSupportedError("this connector does not use on-behalf-of sign-in")
+        if caller.kind != "user":
+            raise OnBehalfOfAssertionRejectedError(
+                "on-behalf-of needs a user's token; an application has no user to act for"
+            )
+        tokens = await self._obo.token_for(
+            binding.provider,
+            binding.client,
+            assertion,
+            user_key=obo_user_key(caller.tenant_id, caller.object_id),
+            scopes=binding.client.scopes,
+        )
+        return tokens.access_token
+
     async def revoke(self, connector: Connector, connection: Connection) -> bool:
         """Best effort, when a connection is deleted: revoke its grant at the provider
         (RFC 7009), so deleting a connection also ends the third party's consent. Never
@@ -638,3 +685,20 @@ def _render_connection_template(value: str, parameters: dict[str, Any]) -> str:
         )
 
     return _TEMPLATE.sub(substitute, value)
+
+
+def on_behalf_of_enabled(settings: OAuth2Settings) -> bool:
+    """Power Platform's `aad` provider with `enableOnbehalfOfLogin` set to true (the
+    custom parameter is a string "true"/"false" in definitions, sometimes a boolean)."""
+    if settings.identity_provider.lower() != "aad":
+        return False
+    raw = settings.custom_parameters.get("enableOnbehalfOfLogin")
+    value = raw.get("value") if isinstance(raw, dict) else raw
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _needs_certificate(settings: OAuth2Settings | None) -> bool:
+    if settings is None:
+        return False
+    mapping = POWER_PLATFORM_PROVIDERS.get(settings.identity_provider.lower()) or {}
+    return bool(mapping.get("clientCertificate"))

@@ -203,7 +203,7 @@ def test_identity_provider_names_ignore_case_and_unknown_ones_are_refused():
     settings = generic_settings(BIGEVAL)
     upper = OAuth2Settings(**{**settings.__dict__, "identity_provider": "OAuth2Generic"})
     assert _power_platform_provider(upper, PLAIN, SECRETS)[0] == "generic-oauth2-templates"
-    other = OAuth2Settings(**{**settings.__dict__, "identity_provider": "aadcertificate"})
+    other = OAuth2Settings(**{**settings.__dict__, "identity_provider": "keycloak-someday"})
     with pytest.raises(OAuthNotSupportedError):
         _power_platform_provider(other, PLAIN, SECRETS)
 

@@ -246,8 +246,19 @@ async def set_oauth_client(
 ) -> ConnectorPublic:
     """Set or rotate the connector's OAuth client (imported connectors get theirs here)."""
     body = await json_body(request, OAuthClientUpdate)
+    if body.clientSecret is not None and body.clientCertificate is not None:
+        message = "give clientSecret or clientCertificate, not both"
+        raise ValidationFailedError(
+            message, errors=[{"field": "clientCertificate", "message": message}]
+        )
+    if body.clientCertificate is not None and "-----BEGIN " not in body.clientCertificate:
+        message = "clientCertificate must be PEM: the private key and its certificate"
+        raise ValidationFailedError(
+            message, errors=[{"field": "clientCertificate", "message": message}]
+        )
+    credential = body.clientCertificate or body.clientSecret
     connector = await gateway.connectors.set_oauth_client(
-        caller, connector_id, OAuthClientInput(body.clientId, body.clientSecret, body.redirectUri)
+        caller, connector_id, OAuthClientInput(body.clientId, credential, body.redirectUri)
     )
     return ConnectorPublic.of(connector)
 
