@@ -103,6 +103,8 @@ class ConnectorCreate(Strict):
     # May connections to this connector be shared (callers acting with the owner's
     # credentials)? Power Platform definitions can also forbid it per parameter set.
     allowConnectionSharing: bool = True
+    # Send W3C `traceparent` to the upstream when tracing is on (issue 19).
+    traceContextPropagation: bool = True
 
 
 class PrincipalRef(Strict):
@@ -168,6 +170,7 @@ class ConnectorPublic(BaseModel):
     auth: dict[str, Any] | None
     description: str | None
     allowConnectionSharing: bool = True
+    traceContextPropagation: bool = True
     source: str
     owner: str
     createdAt: datetime | None
@@ -195,6 +198,7 @@ class ConnectorPublic(BaseModel):
             oauthClient=client,
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
+            traceContextPropagation=c.propagate_trace_context,
             source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,

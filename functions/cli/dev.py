@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from functions.app import create_app
     from functions.devtools.azurite import AzuritePorts, start_azurite
     from functions.devtools.localsettings import LOCAL, ensure_local_settings, load_into_environment
+    from functions.webhooks.worker import WorkerOptions
 
     settings_file: Path = args.settings_file or LOCAL
     if ensure_local_settings(settings_file):
@@ -68,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+        # The webhook delivery loop runs in the same process (in Azure: a timer job).
+        app = create_app(webhook_worker=WorkerOptions())
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     finally:
         if azurite is not None:
             stop_process(azurite)

@@ -176,6 +176,9 @@ class Connector:
     # Whether connections to this connector may be shared (native connectors; imported
     # ones follow their parameter sets' `allowSharing`).
     allow_connection_sharing: bool = True
+    # Send W3C `traceparent` upstream when tracing is on (issue 19); off for APIs that
+    # reject unknown headers or must not learn the gateway's trace ids.
+    propagate_trace_context: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

@@ -67,6 +67,7 @@ class ConnectorInput:
     # OAuth 2.0 connectors: the client (its secret goes to the secret store).
     oauth_client: OAuthClientInput | None = None
     allow_connection_sharing: bool = True
+    propagate_trace_context: bool = True
 
 
 def connector_secret_name(connector_id: str) -> str:
@@ -121,11 +122,11 @@ class ConnectorService:
         # and an entry never needs to expire (only to make room: least recently used).
         # Parsing costs milliseconds on the event loop; redoing it every
         # cache_seconds stalled every call in flight.
-        self._parsed: TtlCache[LoadedDefinition] = TtlCache(math.inf, max_entries=256)
+        self._parsed: TtlCache[LoadedDefinition] = TtlCache(math.inf, max_entries=256, name="definition")
         # Connector rows for the invoke path, shared by all connections of a connector:
         # a connection seen for the first time costs one Table read, not two. Evicted
         # here on every change; other instances see a change within cache_seconds.
-        self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds)
+        self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds, name="connector")
 
     async def get_for_invoke(self, tenant_id: str, connector_id: str) -> Connector | None:
         """The connector row, cached. No access check: on the invoke path the caller's
@@ -238,6 +239,7 @@ class ConnectorService:
             auth=data.auth,
             description=data.description,
             allow_connection_sharing=data.allow_connection_sharing,
+            propagate_trace_context=data.propagate_trace_context,
         )
         connector = await self._store.insert_connector(connector)
         if data.oauth_client is not None:
@@ -427,6 +429,7 @@ class ConnectorService:
         connector.auth = data.auth
         connector.description = data.description
         connector.allow_connection_sharing = data.allow_connection_sharing
+        connector.propagate_trace_context = data.propagate_trace_context
         connector = await self._replace_connector(connector)
         if data.oauth_client is not None:
             connector = await self._save_oauth_client(connector, data.oauth_client)

@@ -105,6 +105,7 @@ def _connector_to_entity(c: Connector) -> dict[str, Any]:
         "Source": c.source,
         "OAuthClient": json.dumps(c.oauth_client.to_dict()) if c.oauth_client else "",
         "AllowConnectionSharing": c.allow_connection_sharing,
+        "PropagateTraceContext": c.propagate_trace_context,
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -124,6 +125,7 @@ def _connector_from_entity(e: Any) -> Connector:
         if e.get("OAuthClient")
         else None,
         allow_connection_sharing=e.get("AllowConnectionSharing", True) is not False,
+        propagate_trace_context=e.get("PropagateTraceContext", True) is not False,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),

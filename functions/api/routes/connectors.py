@@ -42,6 +42,7 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
         description=body.description,
         oauth_client=oauth_client_input(body.auth),
         allow_connection_sharing=body.allowConnectionSharing,
+        propagate_trace_context=body.traceContextPropagation,
     )
 
 
