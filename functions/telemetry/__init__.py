@@ -255,17 +255,23 @@ def record_cache(cache: str, hit: bool) -> None:
         )
 
 
-@contextmanager
-def relay_hop(headers: list[tuple[str, str]], queued_seconds: float | None) -> Iterator[None]:
+def relay_hop(
+    headers: list[tuple[str, str]], queued_seconds: float | None
+) -> AbstractContextManager[Any]:
     """The on-premises agent continues the gateway's trace (its `traceparent` travels in
     the relay message's headers) and reports how long the request waited in the queue."""
     if not state.on or state.tracer is None:
-        yield
-        return
+        return _NOOP
+    return _relay_hop(headers, queued_seconds)
+
+
+@contextmanager
+def _relay_hop(headers: list[tuple[str, str]], queued_seconds: float | None) -> Iterator[None]:
     from opentelemetry.propagate import extract
     from opentelemetry.trace import SpanKind
 
     carrier = {k.lower(): v for k, v in headers if k.lower() in ("traceparent", "tracestate")}
+    assert state.tracer is not None
     with state.tracer.start_as_current_span(
         "gateway.relay.execute", kind=SpanKind.CONSUMER, context=extract(carrier)
     ):
@@ -283,15 +289,21 @@ def extract_context(headers: Mapping[str, str]) -> Any:
 # -- the inbound request -----------------------------------------------------------------
 
 
-@contextmanager
-def server_span(scope: Mapping[str, Any]) -> Iterator[Span | None]:
+def server_span(scope: Mapping[str, Any]) -> AbstractContextManager[Span | None]:
     """The inbound request's server span, continuing the caller's W3C trace context;
-    None when tracing is off. Named by method and route template (never the raw path,
-    which may carry ids, names or e-mail addresses of the upstream's users)."""
+    None when tracing is off (the shared no-op: nothing is built per request). Named by
+    method and route template (never the raw path, which may carry ids, names or e-mail
+    addresses of the upstream's users)."""
     if not state.on or state.tracer is None:
-        yield None
-        return
+        return _NOOP
+    return _server_span(scope)
+
+
+@contextmanager
+def _server_span(scope: Mapping[str, Any]) -> Iterator[Span | None]:
     from opentelemetry.trace import SpanKind
+
+    assert state.tracer is not None
 
     carrier: dict[str, str] = {}
     for name, value in scope.get("headers") or ():

@@ -10,6 +10,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from functions.telemetry import setup
 
+# The on-premises relay's fixtures, for the relay-hop trace test.
+from tests.onprem.conftest import (  # noqa: F401
+    make_gateway,
+    ntlm,
+    prefix,
+    registry,
+    relay,
+    start_agent,
+    storage,
+)
+
 
 @dataclass
 class Traced:

@@ -186,3 +186,37 @@ def test_unsampled_requests_still_answer_with_their_trace_id(gateway: GatewayUnd
         assert exporter.get_finished_spans() == ()  # sampled out: nothing recorded
     finally:
         setup.disable()
+
+
+def test_token_refresh_is_a_span_of_the_call_and_counted(
+    gateway: GatewayUnderTest, oidc: Any, echo: Any, traced: Traced
+) -> None:
+    from tests.api.test_oauth_connections import connected, oauth_connector
+
+    oidc.configure(accessTokenTtl=302)  # due for refresh 2 s after consent
+    try:
+        with gateway.client("traced-oauth") as client:
+            connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
+            time.sleep(2.5)
+            response = client.get(f"/api/connections/{connection['id']}/invoke/x")
+    finally:
+        oidc.configure(accessTokenTtl=3600)
+    assert response.status_code == 200, response.text
+    cid = response.headers["x-correlation-id"]
+    spans = [s for s in finished(traced, cid) if s.context.trace_id == int(cid, 16)]
+    refresh = [s for s in spans if s.name == "gateway.token.refresh"]
+    assert len(refresh) == 1 and refresh[0].kind == SpanKind.CLIENT
+    assert refresh[0].attributes["gateway.outcome"] == "refreshed"
+    for span in spans:  # the tokens themselves never become attributes
+        assert not any("eyJ" in str(v) for v in (span.attributes or {}).values())
+    data = traced.metrics.get_metrics_data()
+    assert data is not None
+    outcomes = [
+        p.attributes["gateway.outcome"]
+        for r in data.resource_metrics
+        for sc in r.scope_metrics
+        for m in sc.metrics
+        if m.name == "gateway.token.refreshes"
+        for p in m.data.data_points
+    ]
+    assert "refreshed" in outcomes
