@@ -12,6 +12,7 @@ import gc
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,7 +22,9 @@ from functions.api.problems import CORRELATION_HEADER, install_problem_handlers
 from functions.api.routes import connections, connectors, gateways, health, invoke, oauth, webhooks
 from functions.settings import Settings
 from functions.telemetry import setup as telemetry_setup
-from functions.webhooks.worker import WorkerOptions
+
+if TYPE_CHECKING:
+    from functions.webhooks.options import WorkerOptions
 
 
 class CorrelationIdMiddleware:

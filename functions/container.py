@@ -36,9 +36,10 @@ from functions.stores.tables import MetadataStore, build_table_service
 from functions.telemetry.oauth import TracedTokenEndpointClient
 from functions.upstream.client import control_plane_client, data_plane_client
 from functions.webhooks.events import EventEmitter
+from functions.webhooks.options import WorkerOptions
 from functions.webhooks.service import WebhookService
 from functions.webhooks.store import WebhookStore
-from functions.webhooks.worker import DeliveryWorker, WorkerOptions
+from functions.webhooks.worker import DeliveryWorker
 
 
 def _upstream_tls(settings: Settings) -> ssl.SSLContext:

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from functions.app import create_app
     from functions.devtools.azurite import AzuritePorts, start_azurite
     from functions.devtools.localsettings import LOCAL, ensure_local_settings, load_into_environment
-    from functions.webhooks.worker import WorkerOptions
+    from functions.webhooks.options import WorkerOptions
 
     settings_file: Path = args.settings_file or LOCAL
     if ensure_local_settings(settings_file):

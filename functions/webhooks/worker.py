@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,23 +34,12 @@ from functions.errors import GatewayError
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.webhooks import events as ev
 from functions.webhooks import signing
+from functions.webhooks.options import WorkerOptions
 from functions.webhooks.store import Delivery, Health, Subscription, WebhookStore
 
 log = logging.getLogger(__name__)
 
 FAILING_STATES = ("refresh_failing", "reauthorization_required")
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Delivery timing. Production uses the defaults; tests shorten them."""
-
-    interval_seconds: float = 5.0  # the local loop's pause between passes
-    backoff_initial: float = 5.0
-    backoff_max: float = 3600.0
-    retry_window: timedelta = timedelta(days=1)
-    timeout_seconds: float = 10.0
-    concurrency: int = 8
 
 
 def _payload(event_type: str, event: dict[str, Any], **extra: Any) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from functions.app import create_app
 from functions.settings import Settings
-from functions.webhooks.worker import WorkerOptions
+from functions.webhooks.options import WorkerOptions
 from tests.conftest import GatewayUnderTest
 from tests.servers import ThreadedServer
 from tests.webhooks.receiver import Receiver

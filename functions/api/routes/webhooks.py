@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
@@ -11,8 +11,11 @@ from pydantic import BaseModel, Field
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller, GatewayDep
 from functions.api.schemas import ItemList, Strict
-from functions.webhooks.service import WebhookInput
-from functions.webhooks.store import Subscription
+
+if TYPE_CHECKING:
+    # At run time the webhook service (and its storage clients) load with the app's
+    # container, not when function_app.py is imported (the cold start).
+    from functions.webhooks.store import Subscription
 
 router = APIRouter(prefix="/api", tags=["webhooks"])
 
@@ -60,6 +63,8 @@ class WebhookPublic(BaseModel):
 
 @router.post("/webhooks", status_code=201, response_model=WebhookPublic, response_model_exclude_none=True)
 async def create_webhook(request: Request, caller: CurrentCaller, gateway: GatewayDep) -> WebhookPublic:
+    from functions.webhooks.service import WebhookInput
+
     body = await json_body(request, WebhookCreate)
     subscription, secret = await gateway.webhooks.create(
         caller, WebhookInput(body.url, tuple(body.events), body.connectorId)
