@@ -147,9 +147,14 @@ def disable() -> None:
     """Back to off (tests): the helpers become no-ops again."""
     state.on = False
     switch = state.extras.get("switch")
-    if switch is not None and switch.processor is not None:
-        switch.processor.shutdown()
-        switch.processor = None
+    if switch is not None:
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+        # Spans others start through the global provider (FastAPI's own) stop recording.
+        switch.sampler = ALWAYS_OFF
+        if switch.processor is not None:
+            switch.processor.shutdown()
+            switch.processor = None
     meters = state.extras.pop("meter_provider", None)
     if meters is not None:
         meters.shutdown()
