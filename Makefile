@@ -46,6 +46,7 @@ lint: bootstrap
 bench: bootstrap
 	$(PY) -m bench
 	$(PY) -m bench.relay
+	$(PY) -m bench.tracing
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .localdata

@@ -17,3 +17,10 @@ async def cleanup_connections(timer: func.TimerRequest) -> None:
 @app.timer_trigger(schedule="0 */5 * * * *", arg_name="timer", run_on_startup=False)
 async def refresh_due_tokens(timer: func.TimerRequest) -> None:
     await jobs.refresh_due_tokens()
+
+
+# Connection-health webhooks (issue 19): drains the events queue and delivers due
+# webhooks every 30 s; a slow receiver delays only this job, never an invocation.
+@app.timer_trigger(schedule="*/30 * * * * *", arg_name="timer", run_on_startup=False)
+async def deliver_webhooks(timer: func.TimerRequest) -> None:
+    await jobs.deliver_webhooks()

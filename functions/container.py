@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from functions.identity.tokens import TokenValidator
-from functions.oauth import TableStateStore, TokenEndpointClient, TokenRefresher, default_catalog
+from functions.oauth import TableStateStore, TokenRefresher, default_catalog
 from functions.onprem.registry import GatewayRegistry
 from functions.onprem.relay import GatewayRelay
 from functions.onprem.storage import services_from_settings
@@ -35,11 +35,17 @@ from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.secrets.factory import build_secret_store
 from functions.stores.shares import ShareStore
 from functions.stores.tables import MetadataStore, build_table_service
+from functions.telemetry.oauth import TracedTokenEndpointClient
 from functions.upstream.client import control_plane_client, data_plane_client
 from functions.upstream.egress import EgressPolicy
 from functions.upstream.egress_clients import egress_requests_adapter
 from functions.upstream.hops import hop_marker
 from functions.upstream.limits import ConnectionLimiter
+from functions.webhooks.events import EventEmitter
+from functions.webhooks.options import WorkerOptions
+from functions.webhooks.service import WebhookService
+from functions.webhooks.store import WebhookStore
+from functions.webhooks.worker import DeliveryWorker
 
 
 def _upstream_tls(settings: Settings) -> ssl.SSLContext:
@@ -96,6 +102,11 @@ class Gateway:
     onprem_relay: GatewayRelay
     egress: EgressPolicy
     connect_sessions: ConnectSessionService  # issue 16
+    # Connection-health webhooks (issue 19).
+    events: EventEmitter
+    webhook_store: WebhookStore
+    webhooks: WebhookService
+    _queues: Any = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -168,7 +179,7 @@ class Gateway:
         )
         # One token client and one refresher per process: the refresher's single flight
         # and cooldowns are per process by design (the lease handles other instances).
-        token_client = TokenEndpointClient(
+        token_client = TracedTokenEndpointClient(
             control, msal_http_client=_msal_session_factory(settings, egress)
         )
         oauth = OAuthService(
@@ -197,6 +208,10 @@ class Gateway:
         )
         connect_store = ConnectSessionStore(tables, settings.table_prefix)
         await connect_store.ensure_table()
+        events, webhook_store, webhooks = await _webhooks(
+            settings, queues, tables, secrets, metadata, connectors, connections
+        )
+        connections.events = oauth.events = events
         return cls(
             settings=settings,
             http=http,
@@ -234,13 +249,51 @@ class Gateway:
                 admin_role=settings.admin_role,
                 admin_groups=settings.admin_group_ids,
             ),
+            events=events,
+            webhook_store=webhook_store,
+            webhooks=webhooks,
+            _queues=queues,
+        )
+
+    def webhook_worker(self, options: WorkerOptions | None = None) -> DeliveryWorker:
+        """The delivery worker over this container's stores and upstream client."""
+        return DeliveryWorker(
+            self._queues, self.webhook_store, self.secrets, self.http,
+            self.settings.table_prefix, options,
         )
 
     async def close(self) -> None:
         await self.audit.close()
+        await self.events.close()
+        self.webhook_store.close()
         await self.onprem_relay.close()
         self.onprem_registry.close()
         await self.http.aclose()
         await self.control_http.aclose()
         self.metadata.close()
         self.secrets.close()
+
+
+async def _webhooks(
+    settings: Settings,
+    queues: Any,
+    tables: Any,
+    secrets: CachedSecretStore,
+    metadata: MetadataStore,
+    connectors: ConnectorService,
+    connections: ConnectionService,
+) -> tuple[EventEmitter, WebhookStore, WebhookService]:
+    events = EventEmitter(queues, settings.table_prefix)
+    await events.ensure_queue()
+    events.start()
+    store = WebhookStore(tables, settings.table_prefix)
+    await store.ensure_tables()
+    service = WebhookService(
+        store,
+        secrets,
+        metadata,
+        connectors,
+        is_admin=connections.is_admin,
+        allow_http=settings.is_development,
+    )
+    return events, store, service

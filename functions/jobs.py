@@ -54,3 +54,18 @@ async def refresh_due_tokens(settings: Settings | None = None) -> dict[str, int]
         await gateway.close()
     log.info("token refresh: %s", summary)
     return summary
+
+
+async def deliver_webhooks(settings: Settings | None = None) -> dict[str, int]:
+    """One pass of the webhook delivery worker (issue 19): queued events to outbox
+    rows, then due deliveries, in order per connection, retried with backoff."""
+    from functions.container import Gateway
+
+    gateway = await Gateway.start(settings or Settings.from_env())
+    try:
+        summary = await gateway.webhook_worker().run_once()
+    finally:
+        await gateway.close()
+    if summary["events"] or summary["delivered"] or summary["failedAttempts"]:
+        log.info("webhooks: %s", summary)
+    return summary

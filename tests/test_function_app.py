@@ -111,8 +111,9 @@ def test_timer_jobs_are_registered_and_run(host: FunctionsHost) -> None:
 
     assert host.timers["cleanup_connections"]["schedule"] == "0 */15 * * * *"
     assert host.timers["refresh_due_tokens"]["schedule"] == "0 */5 * * * *"
+    assert host.timers["deliver_webhooks"]["schedule"] == "*/30 * * * * *"  # issue 19
     # As the host would fire them: each builds its own container from the environment.
-    for name in ("cleanup_connections", "refresh_due_tokens"):
+    for name in ("cleanup_connections", "refresh_due_tokens", "deliver_webhooks"):
         host.loop.run_until_complete(host.timer_functions[name](TimerRequest(past_due=False)))
 
 

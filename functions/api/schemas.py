@@ -139,6 +139,8 @@ class ConnectorCreate(Strict):
     # Calls a minute per connection (per gateway instance); unset: the gateway's
     # default (500, as Power Platform).
     callsPerMinute: int | None = Field(default=None, ge=1, le=1_000_000)
+    # Send W3C `traceparent` to the upstream when tracing is on (issue 19).
+    traceContextPropagation: bool = True
 
 
 class PrincipalRef(Strict):
@@ -250,6 +252,7 @@ class ConnectorPublic(BaseModel):
     description: str | None
     allowConnectionSharing: bool = True
     callsPerMinute: int | None = None
+    traceContextPropagation: bool = True
     source: str
     owner: str
     createdAt: datetime | None
@@ -278,6 +281,7 @@ class ConnectorPublic(BaseModel):
             description=c.description,
             allowConnectionSharing=c.allow_connection_sharing,
             callsPerMinute=c.calls_per_minute,
+            traceContextPropagation=c.propagate_trace_context,
             source=c.source,
             owner=c.owner_id,
             createdAt=c.created_at,

@@ -212,6 +212,7 @@ def _serve(args: argparse.Namespace, local_url: str, stack: DevStack) -> None:
     import uvicorn
 
     from functions.app import create_app
+    from functions.webhooks.options import WorkerOptions
 
     if stack.post_start:
         threading.Thread(
@@ -219,8 +220,9 @@ def _serve(args: argparse.Namespace, local_url: str, stack: DevStack) -> None:
         ).start()
 
     # As in production: no line per request unless asked for.
+    # The webhook delivery loop runs in the same process (in Azure: a timer job).
     uvicorn.run(
-        create_app(),
+        create_app(webhook_worker=WorkerOptions()),
         host=args.host,
         port=args.port,
         log_level="info",

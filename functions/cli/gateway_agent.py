@@ -229,6 +229,7 @@ def run_agent(args: argparse.Namespace) -> int:
     from functions.onprem.agent import STORAGE_CONNECTION_STRING_ENV, AgentConfig, GatewayAgent
     from functions.onprem.keys import KeyFileError, load_private_key
     from functions.onprem.storage import blob_service, queue_service, table_service
+    from functions.telemetry import setup as telemetry_setup
 
     key_path, config_path = key_paths(args.name, args.key_file)
     try:
@@ -257,6 +258,7 @@ def run_agent(args: argparse.Namespace) -> int:
     # The Azure SDK logs every storage call at INFO: one per poll.
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    telemetry_setup.configure_from_env()  # the agent continues the gateway's traces
     options: dict[str, Any] = {"concurrency": args.concurrency, "ca_file": args.ca_file}
     if args.idle_poll is not None:
         options["idle_poll_seconds"] = args.idle_poll

@@ -184,6 +184,9 @@ class Connector:
     # Calls a minute per connection of this connector (per gateway instance); None is
     # the gateway's GATEWAY_CONNECTION_CALLS_PER_MINUTE (issue 12).
     calls_per_minute: int | None = None
+    # Send W3C `traceparent` upstream when tracing is on (issue 19); off for APIs that
+    # reject unknown headers or must not learn the gateway's trace ids.
+    propagate_trace_context: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

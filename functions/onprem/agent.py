@@ -52,6 +52,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from functions import telemetry
 from functions.errors import GatewayError
 from functions.onprem import envelope, names, protocol
 from functions.onprem.protocol import RelayRequest, RelayResponse
@@ -347,7 +348,8 @@ class GatewayAgent:
             return
         await self._delete(message)
         self.stats.executed += 1
-        response = await self._execute(worker, request)
+        with telemetry.relay_hop(request.headers, telemetry.queued_seconds(message)):
+            response = await self._execute(worker, request)
         await self._reply(request, response)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(

@@ -57,6 +57,8 @@ from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.shares import ShareStore
 from functions.stores.tables import EntityChangedError, MetadataStore
 from functions.upstream.urls import validate_base_url
+from functions.webhooks import events
+from functions.webhooks.events import NO_EVENTS, EventSink
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,8 @@ def validate_parameters(scheme: AuthScheme, parameters: dict[str, Any]) -> dict[
 
 
 class ConnectionService:
+    events: EventSink = NO_EVENTS  # connection-health webhooks (issue 19)
+
     def __init__(
         self,
         store: MetadataStore,
@@ -197,7 +201,7 @@ class ConnectionService:
         # Connection, connector, binding and grants of usable connections: the bound
         # on how long a change made elsewhere (a revoked share, a delete) can go unseen
         # here is GATEWAY_METADATA_CACHE_SECONDS.
-        self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds)
+        self._resolved: TtlCache[_InvokeEntry] = TtlCache(cache_seconds, name="connection")
         self._loading: dict[tuple[str, str, str], asyncio.Task[_InvokeEntry]] = {}
         connectors.set_binding_guard(self)
 
@@ -349,6 +353,7 @@ class ConnectionService:
                 self._record(
                     caller, "connection.create", 201, refreshed, detail="client_credentials"
                 )
+                self.events.emit(events.CONNECTION_CREATED, refreshed)
                 return CreatedConnection(refreshed, None)
             else:
                 connection.status = ConnectionStatus.CONSENT_REQUIRED
@@ -357,6 +362,7 @@ class ConnectionService:
             self._record(
                 caller, "connection.create", 201, connection, detail=connection.status.value
             )
+            self.events.emit(events.CONNECTION_CREATED, connection)
             return CreatedConnection(connection, consent_url)
         except BaseException:
             # Undo what we can; whatever remains stays pending (never usable) and is
@@ -511,6 +517,7 @@ class ConnectionService:
         self._resolved.evict((caller.tenant_id, connection_id))
         await self._delete(connection)
         self._record(caller, "connection.delete", 204, connection)
+        self.events.emit(events.DELETED, connection, status="deleted")
 
     async def _delete(self, connection: Connection) -> None:
         connector = await self._store.get_connector(connection.tenant_id, connection.connector_id)
@@ -569,6 +576,7 @@ class ConnectionService:
             )
         )
         self._record(caller, "share", 201, connection, detail=share.subject)
+        self.events.emit(events.SHARE_GRANTED, connection, principal=share.subject)
         return share
 
     async def unshare(
@@ -590,6 +598,8 @@ class ConnectionService:
             connection,
             detail=f"{principal_type}:{principal_id}",
         )
+        if removed:
+            self.events.emit(events.SHARE_REVOKED, connection, principal=f"{principal_type}:{principal_id}")
 
     async def list_shares(self, caller: Principal, connection_id: str) -> list[Share]:
         connection = await self._owned(caller, connection_id)
@@ -638,6 +648,7 @@ class ConnectionService:
         connection = await self._store.replace_connection(connection)
         self._resolved.evict((caller.tenant_id, connection_id))
         self._record(caller, "admin.disable" if disabled else "admin.enable", 200, connection)
+        self.events.emit(events.DISABLED if disabled else events.RECOVERED, connection, reason="admin")
         return connection
 
     async def offboard(
@@ -662,6 +673,8 @@ class ConnectionService:
             self._record(
                 caller, f"admin.offboard.{action}", 200, connection, detail=f"user:{object_id}"
             )
+            if action != "transfer":
+                self.events.emit(events.DISABLED, connection, reason="owner_offboarded")
             changed += 1
         moved = 0
         if action == "transfer":
@@ -680,6 +693,7 @@ class ConnectionService:
             self._record(
                 caller, "connection.delete", 204, connection, detail="account data deleted"
             )
+            self.events.emit(events.DELETED, connection, status="deleted", reason="account_deleted")
         held = 0
         for resource_type in ("connection", "connector"):
             for share in await self._shares.for_subjects(

@@ -77,6 +77,7 @@ class ConnectorInput:
     oauth_client: OAuthClientInput | None = None
     allow_connection_sharing: bool = True
     calls_per_minute: int | None = None
+    propagate_trace_context: bool = True
 
 
 def connector_secret_name(connector_id: str) -> str:
@@ -169,11 +170,11 @@ class ConnectorService:
         # and an entry never needs to expire (only to make room: least recently used).
         # Parsing costs milliseconds on the event loop; redoing it every
         # cache_seconds stalled every call in flight.
-        self._parsed: TtlCache[LoadedDefinition] = TtlCache(math.inf, max_entries=256)
+        self._parsed: TtlCache[LoadedDefinition] = TtlCache(math.inf, max_entries=256, name="definition")
         # Connector rows for the invoke path, shared by all connections of a connector:
         # a connection seen for the first time costs one Table read, not two. Evicted
         # here on every change; other instances see a change within cache_seconds.
-        self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds)
+        self._for_invoke: TtlCache[Connector] = TtlCache(cache_seconds, name="connector")
         self._guard: BindingGuard | None = None
 
     def set_binding_guard(self, guard: BindingGuard) -> None:
@@ -324,6 +325,7 @@ class ConnectorService:
             description=data.description,
             allow_connection_sharing=data.allow_connection_sharing,
             calls_per_minute=data.calls_per_minute,
+            propagate_trace_context=data.propagate_trace_context,
         )
         connector = await self._store.insert_connector(connector)
         if data.oauth_client is not None:
@@ -521,6 +523,7 @@ class ConnectorService:
             description=data.description,
             allow_connection_sharing=data.allow_connection_sharing,
             calls_per_minute=data.calls_per_minute,
+            propagate_trace_context=data.propagate_trace_context,
         )
         rebinding = CredentialBinding.of(changed) != before and self._guard is not None
         if rebinding:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 
+from functions import telemetry
 from functions.errors import (
     BadRequestError,
     GatewayError,
@@ -208,16 +209,18 @@ class InvocationService:
         Latency is to the upstream's response headers; bodies are not recorded."""
         started = time.perf_counter()
         status = 500
+        error_code: str | None = None
         response: UpstreamResponse | None = None
         try:
             response = await work
             status = response.status
             return response
         except GatewayError as exc:
-            status = exc.status
+            status, error_code = exc.status, exc.code
             raise
         finally:
             resolved = response.resolved if response is not None else None
+            telemetry.invocation_done(caller, resolved, operation_id, status, error_code, started)
             self._audit.record(
                 AuditEvent(
                     tenant_id=caller.tenant_id,
@@ -395,7 +398,7 @@ class InvocationService:
             # The provider may have revoked the token early: refresh once and retry.
             await response.aclose()
             response = await self._send_once(
-                resolved, request, url, await self._auth(resolved, force=True)
+                resolved, request, url, await self._auth(resolved, force=True), retry_count=1
             )
         # Raw bytes as latin-1 text: any byte survives the way back to the caller (an
         # upstream's UTF-8 header value is relayed as sent, not re-encoded).
@@ -413,15 +416,16 @@ class InvocationService:
     ) -> UpstreamResponse:
         """Windows authentication: the on-premises agent calls the API (NTLM/Negotiate)
         with credentials only it can decrypt; the response comes back buffered."""
-        result = await self._relay.send(
-            resolved.connection.tenant_id,
-            str(resolved.parameters.get("gatewayId", "")),
-            resolved.connection.id,
-            resolved.credentials["envelope"],
-            request,
-            timeout=self._relay_timeout,
-            protocol_name=resolved.scheme.windows_protocol or "negotiate",
-        )
+        with telemetry.relay_span(resolved, request):  # the agent continues this trace
+            result = await self._relay.send(
+                resolved.connection.tenant_id,
+                str(resolved.parameters.get("gatewayId", "")),
+                resolved.connection.id,
+                resolved.credentials["envelope"],
+                request,
+                timeout=self._relay_timeout,
+                protocol_name=resolved.scheme.windows_protocol or "negotiate",
+            )
         return UpstreamResponse(
             status=result.status,
             headers=returnable_response_headers(result.headers, keep_content_length=False),
@@ -443,13 +447,14 @@ class InvocationService:
         request: OutgoingRequest,
         url: httpx.URL,
         auth: httpx.Auth,
+        retry_count: int = 0,
     ) -> httpx.Response:
         upstream = self._http.build_request(
             request.method, url, headers=_header_bytes(request.headers), content=request.body
         )
         detail = {"connectionId": resolved.connection.id, "upstreamHost": url.host}
         try:
-            return await self._http.send(upstream, auth=auth, stream=True, follow_redirects=False)
+            return await telemetry.traced_send(self._http, upstream, auth, resolved, retry_count)
         except Exception as exc:
             failure = classify_failure(exc)
             if failure is None:

@@ -59,6 +59,8 @@ from functions.services.connectors import ConnectorService, LoadedDefinition, co
 from functions.stores.audit import AuditEvent, AuditLog
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.tables import MetadataStore
+from functions.webhooks import events
+from functions.webhooks.events import NO_EVENTS, EventSink
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,8 @@ class CallbackResult:
 
 
 class OAuthService:
+    events: EventSink = NO_EVENTS  # connection-health webhooks (issue 19)
+
     def __init__(
         self,
         metadata: MetadataStore,
@@ -300,6 +304,8 @@ class OAuthService:
     async def handle_callback(self, params: dict[str, str]) -> CallbackResult:
         """Complete a consent; every outcome tied to a state record is audited."""
         result, record, connection = await self._callback(params)
+        if result.outcome == "connected" and connection is not None:
+            self.events.emit(events.CONSENT_COMPLETED, connection, status="connected")
         if record is not None:
             self._audit.record(
                 AuditEvent(
@@ -475,6 +481,7 @@ class OAuthService:
             raise
         if current.tokens is None or tokens.access_token != current.tokens.access_token:
             self._latest[key] = StoredTokens(tokens=tokens, version=None)
+            self.events.emit(events.TOKEN_REFRESHED, connection, status="connected")
         return tokens.access_token
 
     async def on_behalf_of_token(
@@ -524,6 +531,7 @@ class OAuthService:
             return False
 
     def _record_refresh_failure(self, connection: Connection, exc: GatewayError) -> None:
+        events.emit_refresh_failure(self.events, connection, exc)
         self._audit.record(
             AuditEvent(
                 tenant_id=connection.tenant_id,
@@ -585,6 +593,7 @@ class OAuthService:
                         store, binding.provider, binding.client, current=current, force=True
                     )
                     summary["refreshed"] += 1
+                    self.events.emit(events.TOKEN_REFRESHED, connection, status="connected")
                 except GatewayError as exc:
                     summary["failed"] += 1
                     self._record_refresh_failure(connection, exc)

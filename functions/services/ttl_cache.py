@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from functions import telemetry
+
 V = TypeVar("V")
 
 
@@ -21,7 +23,9 @@ class TtlCache(Generic[V]):
         ttl_seconds: float,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        name: str = "metadata",  # the cache's label in metrics (issue 19)
     ) -> None:
+        self.name = name
         self.ttl_seconds = ttl_seconds
         self.max_entries = max_entries
         self._clock = clock
@@ -29,14 +33,14 @@ class TtlCache(Generic[V]):
 
     def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
+        if item is not None and item[0] <= self._clock():
+            del self._items[key]
+            item = None
+        telemetry.record_cache(self.name, item is not None)
         if item is None:
             return None
-        expires, value = item
-        if expires <= self._clock():
-            del self._items[key]
-            return None
         self._items.move_to_end(key)
-        return value
+        return item[1]
 
     def put(self, key: Hashable, value: V) -> None:
         self._items[key] = (self._clock() + self.ttl_seconds, value)

@@ -134,6 +134,7 @@ def _connector_to_entity(c: Connector) -> dict[str, Any]:
         "OAuthClient": json.dumps(c.oauth_client.to_dict()) if c.oauth_client else "",
         "AllowConnectionSharing": c.allow_connection_sharing,
         "CallsPerMinute": c.calls_per_minute or 0,
+        "PropagateTraceContext": c.propagate_trace_context,
         "CreatedAt": c.created_at,
         "UpdatedAt": c.updated_at,
     }
@@ -154,6 +155,7 @@ def _connector_from_entity(e: Any) -> Connector:
         else None,
         allow_connection_sharing=e.get("AllowConnectionSharing", True) is not False,
         calls_per_minute=int(e.get("CallsPerMinute") or 0) or None,
+        propagate_trace_context=e.get("PropagateTraceContext", True) is not False,
         created_at=e.get("CreatedAt"),
         updated_at=e.get("UpdatedAt"),
         etag=e.metadata.get("etag"),

@@ -19,6 +19,7 @@ from functions.api.schemas import (
     ShareDelete,
     SharePublic,
 )
+from functions.domain.models import ConnectionStatus
 from functions.services.connections import ConnectionInput
 
 router = APIRouter(prefix="/api", tags=["connections"])
@@ -48,9 +49,12 @@ async def create_connection(
 
 
 @router.get("/connections", response_model=ItemList, summary="List the connections you can use")
-async def list_connections(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
+async def list_connections(
+    caller: CurrentCaller, gateway: GatewayDep, status: ConnectionStatus | None = None
+) -> ItemList:
     items = await gateway.connections.list_visible(caller)
-    return ItemList(value=[ConnectionPublic.of(c) for c in items])
+    # ?status=reauthorization_required etc. (issue 19)
+    return ItemList(value=[ConnectionPublic.of(c) for c in items if status in (None, c.status)])
 
 
 @router.get(

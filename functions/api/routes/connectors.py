@@ -43,6 +43,7 @@ def _input(body: ConnectorCreate) -> ConnectorInput:
         oauth_client=oauth_client_input(body.auth),
         allow_connection_sharing=body.allowConnectionSharing,
         calls_per_minute=body.callsPerMinute,
+        propagate_trace_context=body.traceContextPropagation,
     )
 
 

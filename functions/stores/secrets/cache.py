@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
+from functions import telemetry
 from functions.stores.secrets.base import SecretListing, SecretStore, SecretValue
 
 _register_secret: Callable[[str], object] | None
@@ -77,6 +78,7 @@ class CachedSecretStore:
         key = (name.lower(), version)
         with self._lock:
             cached = self._entries.get(key)
+            telemetry.record_cache("secret", cached is not None)
             if cached is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
