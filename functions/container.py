@@ -209,7 +209,7 @@ class Gateway:
         connect_store = ConnectSessionStore(tables, settings.table_prefix)
         await connect_store.ensure_table()
         events, webhook_store, webhooks = await _webhooks(
-            settings, queues, tables, secrets, metadata, connectors, connections
+            settings, queues, tables, secrets, metadata, connectors, connections, egress
         )
         connections.events = oauth.events = events
         return cls(
@@ -282,6 +282,7 @@ async def _webhooks(
     metadata: MetadataStore,
     connectors: ConnectorService,
     connections: ConnectionService,
+    egress: EgressPolicy,
 ) -> tuple[EventEmitter, WebhookStore, WebhookService]:
     events = EventEmitter(queues, settings.table_prefix)
     await events.ensure_queue()
@@ -295,5 +296,6 @@ async def _webhooks(
         connectors,
         is_admin=connections.is_admin,
         allow_http=settings.is_development,
+        egress=egress,
     )
     return events, store, service

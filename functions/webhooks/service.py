@@ -22,6 +22,7 @@ from functions.services.connectors import ConnectorService
 from functions.services.ids import is_valid_id, new_id
 from functions.stores.secrets.cache import CachedSecretStore
 from functions.stores.tables import MetadataStore
+from functions.upstream.egress import EgressPolicy
 from functions.webhooks import signing
 from functions.webhooks.events import EVENT_TYPES
 from functions.webhooks.store import Subscription, WebhookStore
@@ -77,6 +78,7 @@ class WebhookService:
         *,
         is_admin: Callable[[Principal], bool],
         allow_http: bool,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
         self._secrets = secrets
@@ -84,11 +86,16 @@ class WebhookService:
         self._connectors = connectors
         self._is_admin = is_admin
         self._allow_http = allow_http
+        self._egress = egress
 
     async def create(self, caller: Principal, data: WebhookInput) -> tuple[Subscription, str]:
         """Subscribe; returns the subscription and its signing secret (shown once)."""
         url = check_webhook_url(data.url, allow_http=self._allow_http)
-        # egress: validate webhook URL (issue 12)
+        if self._egress is not None:
+            # The outbound address policy, as for upstreams: a webhook must not reach the
+            # metadata endpoint, private ranges or the gateway itself (422 at create; the
+            # delivery client checks the resolved address again before each connect).
+            url = self._egress.validate_url(url, field="url")
         events = _check_events(data.events)
         if data.connector_id is not None:
             await self._connectors.get_visible(caller, data.connector_id)

@@ -78,3 +78,22 @@ def test_status_filter_and_health_summary_need_admin(hooks: GatewayUnderTest, ec
         assert_problem(client.get("/api/admin/connection-health"), 403, "admin_required")
         summary = {s["connectorId"]: s for s in admin.get("/api/admin/connection-health").json()["value"]}
         assert summary[connector["id"]]["counts"] == {"connected": 1, "disabled": 1}
+
+
+def test_webhook_urls_obey_the_outbound_address_policy(hooks: GatewayUnderTest) -> None:
+    """The same rules as upstreams (issue 12): metadata, private and link-local
+    destinations are refused at create, before anything is stored; nothing is looked up
+    or connected for an address literal."""
+    with hooks.client("hook-egress") as client:
+        for url in (
+            "http://169.254.169.254/metadata/identity",
+            "http://10.0.0.7/hook",
+            "http://[fd00:ec2::254]/hook",
+            "http://0x7f000001/hook",
+        ):
+            response = client.post("/api/webhooks", json={"url": url, "events": ["connection.created"]})
+            assert response.status_code == 422, (url, response.text)
+            problem = response.json()
+            assert problem["code"] in ("egress_denied", "invalid_host"), problem
+            assert problem["errors"][0]["field"] == "url"
+        assert client.get("/api/webhooks").json()["value"] == []
