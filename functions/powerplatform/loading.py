@@ -35,6 +35,12 @@ SCRIPT_FILE = "script.csx"
 _STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
+def _too_many_digits(file_name: str) -> DefinitionError:
+    error = DefinitionError(file_name, "holds a number with too many digits")
+    error.code = "json_number_too_long"  # the code hostile JSON gets on every route
+    return error
+
+
 def parse_json_document(file_name: str, raw: bytes) -> dict[str, Any]:
     """Decode and parse one JSON file; raise DefinitionError naming file and position."""
     text = _decode(file_name, raw)
@@ -50,8 +56,14 @@ def parse_json_document(file_name: str, raw: bytes) -> dict[str, Any]:
             raise _syntax_error(file_name, error) from None
         except RecursionError:
             raise DefinitionError(file_name, "nested too deeply") from None
+        except ValueError:
+            raise _too_many_digits(file_name) from None
     except RecursionError:
         raise DefinitionError(file_name, "nested too deeply") from None
+    except ValueError:
+        # Not a syntax error: an integer literal longer than Python converts (4,300
+        # digits); every caller (import, inspect, the CLI) gets a clear error, not a 500.
+        raise _too_many_digits(file_name) from None
     if not isinstance(value, dict):
         line, column = _first_value_position(text)
         raise DefinitionError(

@@ -136,3 +136,15 @@ def test_a_definition_is_parsed_off_the_event_loop(
     loop_thread = gateway.server.thread
     assert len(parsed_on) == 2
     assert all(thread is not loop_thread for thread in parsed_on)
+
+
+def test_hostile_json_in_files_for_inspection(gateway: GatewayUnderTest) -> None:
+    """`POST /api/connectors/inspect` (the portal's look before saving) reads uploads the
+    same way: hostile files are a 400 with a stable code, never a 500."""
+    with gateway.client("hostile-inspect") as client:
+        for content, code in ((NESTED, "json_too_deep"), (LONG_NUMBER, "json_number_too_long")):
+            response = client.post(
+                "/api/connectors/inspect",
+                files={"apiDefinition": ("apiDefinition.swagger.json", content)},
+            )
+            assert_problem(response, 400, code)

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
-from functions.api.bodies import json_body, read_body, validate_model
+from functions.api.bodies import check_json_depth, json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
 from functions.api.schemas import ConnectorImport
 from functions.errors import ValidationFailedError
@@ -86,7 +86,9 @@ async def _multipart_files(request: Request) -> dict[str, Any]:
 
     package = await content("package")
     if package is not None:
-        return read_package(package)
+        files = read_package(package)
+        check_json_depth(files, what="the uploaded package")
+        return files
     definition = await content("apiDefinition")
     if definition is None:
         message = f"upload {API_DEFINITION_FILE} (field apiDefinition) or a zip (field package)"
@@ -102,5 +104,6 @@ async def _multipart_files(request: Request) -> dict[str, Any]:
         else {},
         "script": script.decode("utf-8", errors="replace") if script is not None else None,
     }
+    check_json_depth(data, what="the uploaded files")
     validate_model(ConnectorImport, data)
     return data
