@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     stack = DevStack()
     overrides: dict[str, str] = {}
     try:
-        check_not_running_twice(state)
+        check_not_running_twice(state, data_dir)
         storage_line = _start_storage(explicit.get(STORAGE_SETTING), data_dir, state, stack)
         if explicit.get(STORAGE_SETTING) is None:
             overrides[STORAGE_SETTING] = os.environ[STORAGE_SETTING]
