@@ -340,7 +340,7 @@ def banner(
     lines += [
         storage_line,
         f"this stack's state and data: {data_dir}   settings: {settings_file}",
-        "mint a token:    TOKEN=$(.venv/bin/python -m functions token --user alice)",
+        "mint a token:    export GATEWAY_TOKEN=$(.venv/bin/python -m functions token --user alice)",
         f"point the CLI:   export GATEWAY_URL={local_url}",
         "                 .venv/bin/python -m functions connections list",
         *extra_lines,
