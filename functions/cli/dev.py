@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     stack = DevStack()
     overrides: dict[str, str] = {}
     try:
-        check_not_running_twice(state)
+        check_not_running_twice(state, data_dir)
         storage_line = _start_storage(explicit.get(STORAGE_SETTING), data_dir, state, stack)
         if explicit.get(STORAGE_SETTING) is None:
             overrides[STORAGE_SETTING] = os.environ[STORAGE_SETTING]
@@ -342,7 +342,7 @@ def banner(
     lines += [
         storage_line,
         f"this stack's state and data: {data_dir}   settings: {settings_file}",
-        "mint a token:    TOKEN=$(.venv/bin/python -m functions token --user alice)",
+        "mint a token:    export GATEWAY_TOKEN=$(.venv/bin/python -m functions token --user alice)",
         f"point the CLI:   export GATEWAY_URL={local_url}",
         "                 .venv/bin/python -m functions connections list",
         *extra_lines,

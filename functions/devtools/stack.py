@@ -136,12 +136,21 @@ def is_our_azurite(pid: int | None, location: Path) -> bool:
     return line is not None and "azurite" in line and f"--location {location}" in line
 
 
-def is_dev_process(pid: int | None) -> bool:
-    """True when `pid` is another running `python -m functions dev`."""
+def is_dev_process(pid: int | None, data_dir: Path) -> bool:
+    """True when `pid` is another running `python -m functions dev` of this stack (its
+    command line names `data_dir`, or it runs in the checkout that holds it): a recycled
+    pid of another checkout's `make run` is not mistaken for ours."""
     if pid is None or pid == os.getpid():
         return False
     line = command_line(pid)
-    return line is not None and "functions dev" in line
+    if line is None or "functions dev" not in line:
+        return False
+    if str(data_dir) in line:
+        return True
+    try:
+        return Path(f"/proc/{pid}/cwd").resolve() == data_dir.parent.resolve()
+    except OSError:
+        return True  # cannot tell (no /proc): refusing to start is the safe side
 
 
 def _terminate(pid: int, timeout: float = 10.0) -> None:
@@ -211,8 +220,8 @@ def start_local_azurite(data_dir: Path, state: StackState) -> LocalAzurite:
     return LocalAzurite(process, ports, location, notes)
 
 
-def check_not_running_twice(state: StackState) -> None:
-    if is_dev_process(state.dev_pid):
+def check_not_running_twice(state: StackState, data_dir: Path) -> None:
+    if is_dev_process(state.dev_pid, data_dir):
         raise StackError(
             f"another `make run` of this checkout is running (pid {state.dev_pid}, "
             f"{state.gateway_url or 'gateway URL unknown'}); stop it first (Ctrl-C in its "
