@@ -292,7 +292,7 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
         **settings_env(setup.settings),
     }
     with setup.client("oauth-burst") as client:
-        oidc.configure(accessTokenTtl=10)  # due 5 s after issue (half its lifetime)
+        oidc.configure(accessTokenTtl=16)  # due 8 s after issue (half its lifetime)
         connection = connected(setup, client, oidc, oauth_connector(client, oidc, echo.url))
     process = subprocess.Popen(
         [
@@ -326,7 +326,7 @@ def test_fifty_concurrent_invocations_over_four_workers_refresh_once(
             # Warm every worker (health does no OAuth work) so the burst hits all four.
             for _ in range(40):
                 warm.get(f"http://127.0.0.1:{port}/api/health")
-        time.sleep(5.5)  # the access token is now due for refresh
+        time.sleep(8.5)  # the access token is now due; the burst has 8 s before the next is
         before = oidc.token_requests("refresh_token")
         oidc.configure(tokenDelayMs=300)  # widen the race window
         with concurrent.futures.ThreadPoolExecutor(50) as pool:

@@ -243,8 +243,9 @@ def test_oauth2generic_secret_connection_parameter_in_body_templates(
                 assert 'data-outcome="connected"' in page.text
             cid = created.json()["id"]
             first = bearer(client.get(f"/api/connections/{cid}/invoke/me").json())
+            refreshes = oidc.token_requests("refresh_token", 200)
             time.sleep(2.5)
             assert bearer(client.get(f"/api/connections/{cid}/invoke/me").json()) != first
-            assert oidc.token_requests("refresh_token", 200) == 1
+            assert oidc.token_requests("refresh_token", 200) == refreshes + 1
     finally:
         oidc.configure(accessTokenTtl=3600)
