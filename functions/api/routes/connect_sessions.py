@@ -19,6 +19,7 @@ from pydantic import Field
 
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller, GatewayDep
+from functions.api.openapi import request_body
 from functions.api.schemas import ConnectionPublic, Strict
 from functions.services.connections import ConnectionInput
 
@@ -43,7 +44,15 @@ class ConnectSessionComplete(Strict):
     parameterSet: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a single-use connect link for one connector (apps and admins)",
+    openapi_extra=request_body(
+        ConnectSessionCreate,
+        example={"connectorId": "0" * 32, "returnUrl": "https://app.example.com/connected"},
+    ),
+)
 async def create_connect_session(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -64,7 +73,11 @@ async def create_connect_session(
     }
 
 
-@router.post("/open")
+@router.post(
+    "/open",
+    summary="Open a connect link: the connector and its connection form",
+    openapi_extra=request_body(ConnectSessionToken, example={"token": "link-token-from-the-fragment"}),
+)
 async def open_connect_session(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -73,7 +86,15 @@ async def open_connect_session(
     return result
 
 
-@router.post("/complete", status_code=201)
+@router.post(
+    "/complete",
+    status_code=201,
+    summary="Create your connection through a connect link",
+    openapi_extra=request_body(
+        ConnectSessionComplete,
+        example={"token": "link-token-from-the-fragment", "displayName": "My account", "parameters": {"api_key": "..."}},
+    ),
+)
 async def complete_connect_session(
     request: Request, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, Any]:

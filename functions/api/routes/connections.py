@@ -230,6 +230,7 @@ async def reauthorize(
     "/connections/{connection_id}/confirm-origin",
     response_model=ConnectionPublic,
     summary="Confirm a connection's credentials may go to its connector's new origin",
+    openapi_extra=request_body(ConfirmOrigin, example={"origin": "https://api.example.com:443"}),
 )
 async def confirm_origin(
     connection_id: str, request: Request, caller: CurrentCaller, gateway: GatewayDep

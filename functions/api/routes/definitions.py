@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from functions.api.bodies import check_json_depth, json_body, read_body, validate_model
 from functions.api.deps import CurrentCaller, GatewayDep
+from functions.api.openapi import IMPORT_MULTIPART, request_body
 from functions.api.schemas import ConnectorImport
 from functions.errors import ValidationFailedError
 from functions.powerplatform import (
@@ -35,7 +36,10 @@ FORM_FIELDS = ("apiDefinition", "apiProperties", "script", "package")
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
 
 
-@router.get("/{connector_id}/connection-form")
+@router.get(
+    "/{connector_id}/connection-form",
+    summary="The form a user fills in to create a connection to a connector",
+)
 async def get_connection_form(
     connector_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> dict[str, Any]:
@@ -48,7 +52,11 @@ async def get_connection_form(
     return connection_form(connector, definition)
 
 
-@router.post("/inspect")
+@router.post(
+    "/inspect",
+    summary="Inspect a Power Platform definition before importing it (nothing is stored)",
+    openapi_extra=request_body(ConnectorImport, extra_content=IMPORT_MULTIPART),
+)
 async def inspect_upload(request: Request, caller: CurrentCaller) -> dict[str, Any]:
     """Multipart files `apiDefinition`, `apiProperties` (and `script`), or one zip of
     the folder as `package`; or the JSON body `POST /api/connectors/import` takes.

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from functions.api.bodies import json_body
 from functions.api.deps import CurrentCaller, GatewayDep
+from functions.api.openapi import request_body
 from functions.api.schemas import ItemList, Strict
 
 if TYPE_CHECKING:
@@ -61,7 +62,17 @@ class WebhookPublic(BaseModel):
         )
 
 
-@router.post("/webhooks", status_code=201, response_model=WebhookPublic, response_model_exclude_none=True)
+@router.post(
+    "/webhooks",
+    status_code=201,
+    response_model=WebhookPublic,
+    response_model_exclude_none=True,
+    summary="Subscribe to connection-health events (the signing secret is shown once)",
+    openapi_extra=request_body(
+        WebhookCreate,
+        example={"url": "https://hooks.example.com/gateway", "events": ["connection.reauthorization_required"]},
+    ),
+)
 async def create_webhook(request: Request, caller: CurrentCaller, gateway: GatewayDep) -> WebhookPublic:
     from functions.webhooks.service import WebhookInput
 
@@ -72,7 +83,7 @@ async def create_webhook(request: Request, caller: CurrentCaller, gateway: Gatew
     return WebhookPublic.of(subscription, secret)
 
 
-@router.get("/webhooks", response_model=ItemList)
+@router.get("/webhooks", response_model=ItemList, summary="List the webhooks you can see")
 async def list_webhooks(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     return ItemList(
         value=[
@@ -82,18 +93,27 @@ async def list_webhooks(caller: CurrentCaller, gateway: GatewayDep) -> ItemList:
     )
 
 
-@router.get("/webhooks/{webhook_id}", response_model=WebhookPublic, response_model_exclude={"secret"})
+@router.get(
+    "/webhooks/{webhook_id}",
+    response_model=WebhookPublic,
+    response_model_exclude={"secret"},
+    summary="Get a webhook and its delivery state",
+)
 async def get_webhook(webhook_id: str, caller: CurrentCaller, gateway: GatewayDep) -> WebhookPublic:
     return WebhookPublic.of(await gateway.webhooks.get(caller, webhook_id))
 
 
-@router.delete("/webhooks/{webhook_id}", status_code=204)
+@router.delete("/webhooks/{webhook_id}", status_code=204, summary="Delete a webhook")
 async def delete_webhook(webhook_id: str, caller: CurrentCaller, gateway: GatewayDep) -> Response:
     await gateway.webhooks.delete(caller, webhook_id)
     return Response(status_code=204)
 
 
-@router.post("/webhooks/{webhook_id}/rotate-secret", response_model=WebhookPublic)
+@router.post(
+    "/webhooks/{webhook_id}/rotate-secret",
+    response_model=WebhookPublic,
+    summary="Replace a webhook's signing secret (the new one is shown once)",
+)
 async def rotate_webhook_secret(
     webhook_id: str, caller: CurrentCaller, gateway: GatewayDep
 ) -> WebhookPublic:
@@ -101,7 +121,7 @@ async def rotate_webhook_secret(
     return WebhookPublic.of(subscription, secret)
 
 
-@router.get("/admin/connection-health")
+@router.get("/admin/connection-health", summary="Connections by status and last failure, per connector (admins)")
 async def connection_health(caller: CurrentCaller, gateway: GatewayDep) -> dict[str, Any]:
     """Per connector: connections by status and the last failure (admins)."""
     return {"value": await gateway.webhooks.health_summary(caller)}
