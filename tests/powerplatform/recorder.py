@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import threading
 from dataclasses import dataclass, field
+
+# A header name (RFC 9110 token), written out here rather than taken from the gateway.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass
@@ -113,32 +117,39 @@ class Recorder:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (
-                    asyncio.IncompleteReadError,
-                    asyncio.LimitOverrunError,
-                    ConnectionError,
-                    ssl.SSLError,
-                ):
-                    return
-                record = await self._read_request(reader, head)
-                if record is None:
-                    self.malformed.append(head)
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                    await writer.drain()
-                    return
-                number = self._keep(record)
-                payload = json.dumps({"recorded": number}).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"X-Recorded: {number}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-                    + payload
-                )
-                await writer.drain()
+            await self._serve_requests(reader, writer)
+        except asyncio.CancelledError:
+            pass  # stopped: ending quietly (a cancelled handler task is logged by asyncio)
         finally:
             writer.close()
+
+    async def _serve_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ConnectionError,
+                ssl.SSLError,
+            ):
+                return
+            record = await self._read_request(reader, head)
+            if record is None:
+                self.malformed.append(head)
+                writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+                return
+            number = self._keep(record)
+            payload = json.dumps({"recorded": number}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                + f"X-Recorded: {number}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
 
     @staticmethod
     async def _read_request(reader: asyncio.StreamReader, head: bytes) -> Recorded | None:
@@ -146,8 +157,8 @@ class Recorder:
         headers: list[tuple[str, str]] = []
         for line in lines[1:]:
             name, colon, value = line.partition(":")
-            if not colon:
-                return None
+            if not colon or not _TOKEN.fullmatch(name):
+                return None  # not a header line: a malformed header section
             headers.append((name, value.strip(" \t")))
         lowered = {k.lower(): v for k, v in headers}
         body = b""
