@@ -79,7 +79,9 @@ _PLACEHOLDER_WORDS = (
 _PLACEHOLDER_EXACT = frozenset({"none", "null", "undefined", "n/a", "na", "tbd", "test", "x"})
 # The identity providers the OAuth service can run (services/oauth.py
 # POWER_PLATFORM_PROVIDERS; tests/powerplatform/test_corpus_requests.py checks they agree).
-SUPPORTED_IDENTITY_PROVIDERS = frozenset({"aad", "github", "oauth2", "oauth2generic"})
+SUPPORTED_IDENTITY_PROVIDERS = frozenset(
+    {"aad", "aadcertificate", "github", "oauth2", "oauth2generic"}
+)
 _DEFAULT_LOGIN_URI = "https://login.microsoftonline.com"
 
 

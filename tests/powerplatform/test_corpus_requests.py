@@ -71,16 +71,6 @@ UNSUPPORTED_STATUS = 501
 # Operations that cannot run, each with why; the import must warn with the named
 # feature. Everything else must be sent and match.
 CANNOT_RUN = {
-    **{
-        ("custom-connectors/AzureAdIp", op): "aadcertificate"
-        for op in (
-            "GetRiskUser",
-            "ConfirmRiskUser",
-            "riskDetections",
-            "DismissRiskUser",
-            "GetRiskUserHistory",
-        )
-    },  # Entra ID with a client certificate: the gateway has no such OAuth client
     ("certified-connectors/AzureAD", "UpdateUser"): "moveproperties",  # policy not supported
     ("certified-connectors/AzureAD", "GetGroupMembers"): "updatenextlink",  # idem (response)
     **{
@@ -720,6 +710,14 @@ def connection_values(
     return values
 
 
+def client_certificate() -> str:
+    """A PEM bundle (private key + certificate) for an OAuth client's certificate."""
+    import trustme
+
+    ca = trustme.CA()
+    return ca.issue_cert("corpus-client.example").private_key_and_cert_chain_pem.bytes().decode()
+
+
 def connect(
     gateway: GatewayUnderTest,
     client: httpx.Client,
@@ -739,9 +737,15 @@ def connect(
         if option["name"]:
             body["parameterSet"] = option["name"]
         if option["type"] == "oauth2":
+            # `aadcertificate` authenticates the client with a certificate (issue 18).
+            secret: dict[str, str] = (
+                {"clientCertificate": client_certificate()}
+                if (option.get("oauth2") or {}).get("identityProvider") == "aadcertificate"
+                else {"clientSecret": "corpus-secret"}
+            )
             client.put(
                 f"/api/connectors/{connector['id']}/oauth-client",
-                json={"clientId": "corpus-client", "clientSecret": "corpus-secret"},
+                json={"clientId": "corpus-client", **secret},
             ).raise_for_status()
         for _ in range(4):  # allowed values are not listed by the import: take the first
             response = client.post(f"/api/connectors/{connector['id']}/connections", json=body)

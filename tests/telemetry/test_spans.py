@@ -191,13 +191,19 @@ def test_unsampled_requests_still_answer_with_their_trace_id(gateway: GatewayUnd
 def test_token_refresh_is_a_span_of_the_call_and_counted(
     gateway: GatewayUnderTest, oidc: Any, echo: Any, traced: Traced
 ) -> None:
-    from tests.api.test_oauth_connections import connected, oauth_connector
+    from tests.api.test_oauth_connections import (
+        SHORT_TTL,
+        connected,
+        oauth_connector,
+        wait_until_due,
+    )
 
-    oidc.configure(accessTokenTtl=302)  # due for refresh 2 s after consent
+    oidc.configure(accessTokenTtl=SHORT_TTL)  # due for refresh within a second of consent
     try:
         with gateway.client("traced-oauth") as client:
             connection = connected(gateway, client, oidc, oauth_connector(client, oidc, echo.url))
-            time.sleep(2.5)
+            oidc.configure(accessTokenTtl=3600)
+            wait_until_due(connection)
             response = client.get(f"/api/connections/{connection['id']}/invoke/x")
     finally:
         oidc.configure(accessTokenTtl=3600)
