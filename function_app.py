@@ -4,9 +4,13 @@ schedules the background jobs."""
 import azure.functions as func
 
 from functions import jobs
+from functions.api.buffered_host import BufferedHostLimits
 from functions.app import create_app
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.ANONYMOUS)
+# The host holds request and response bodies whole: BufferedHostLimits states the limits.
+app = func.AsgiFunctionApp(
+    app=BufferedHostLimits(create_app()), http_auth_level=func.AuthLevel.ANONYMOUS
+)
 
 
 @app.timer_trigger(schedule="0 */15 * * * *", arg_name="timer", run_on_startup=False)

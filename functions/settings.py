@@ -53,6 +53,8 @@ SETTING_NAMES: tuple[str, ...] = (
     "GATEWAY_CONNECTION_CALLS_PER_MINUTE",
     "GATEWAY_CONNECTION_MAX_CONCURRENT",
     "GATEWAY_MAX_RESPONSE_BYTES",
+    # issue 20: read by function_app.py's wrapper only (functions/api/buffered_host.py)
+    "GATEWAY_BUFFERED_RESPONSE_LIMIT_BYTES",
     # issue 16: the portal and connect links
     "GATEWAY_CONNECT_RETURN_ORIGINS",
     "GATEWAY_CONNECT_FRAME_ANCESTORS",

@@ -195,3 +195,101 @@ def test_same_answers_as_uvicorn(host: FunctionsHost, gateway: GatewayUnderTest,
             client.get(f"/api/connectors/{json.loads(created.get_body())['id']}").json()["name"]
             == "via-host"
         )
+
+
+@pytest.fixture(scope="module")
+def small_host(gateway: GatewayUnderTest) -> Iterator[FunctionsHost]:
+    """The same function app, loaded with small body limits (the host's request limit,
+    the gateway's buffered-response limit)."""
+    mp = pytest.MonkeyPatch()
+    for name, value in settings_env(gateway.settings).items():
+        mp.setenv(name, value)
+    mp.setenv("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT", "1000")
+    mp.setenv("GATEWAY_BUFFERED_RESPONSE_LIMIT_BYTES", "200000")
+    functions_host = FunctionsHost()
+    yield functions_host
+    if functions_host.app.startup_task_done:
+        functions_host.loop.run_until_complete(functions_host.app.middleware.notify_shutdown())
+    functions_host.loop.close()
+    mp.undo()
+
+
+def test_bodies_beyond_the_host_limits_are_refused_in_both_directions(
+    small_host: FunctionsHost, gateway: GatewayUnderTest, echo: Any
+) -> None:
+    auth = {"Authorization": f"Bearer {gateway.token('host-limits')}"}
+    with gateway.client("host-limits") as client:
+        connector = create_connector(
+            client, echo.url, {"type": "apiKey", "in": "header", "name": "X-Key"}
+        )
+        connection = create_connection(client, connector["id"], {"api_key": "limits-key-1"})
+    invoke = f"/api/connections/{connection['id']}/invoke"
+
+    small = small_host.request("PUT", f"{invoke}/items", headers=auth, body=b"x" * 1000)
+    assert small.status_code == 200 and json.loads(small.get_body())["body"] == "x" * 1000
+    large = small_host.request("PUT", f"{invoke}/items", headers=auth, body=b"x" * 1001)
+    assert large.status_code == 413
+    problem = json.loads(large.get_body())
+    assert problem["code"] == "request_too_large" and "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT" in problem["detail"]
+
+    whole = small_host.request("GET", f"{invoke}/bytes/200000", headers=auth)
+    assert whole.status_code == 200 and len(whole.get_body()) == 200000
+    too_big = small_host.request("GET", f"{invoke}/bytes/200001", headers=auth)
+    assert too_big.status_code == 502
+    problem = json.loads(too_big.get_body())
+    assert problem["code"] == "upstream_response_too_large"
+    assert "python -m functions serve" in problem["detail"]
+    assert too_big.mimetype == "application/problem+json"
+
+
+async def test_limits_without_content_length_are_kept_as_bytes_arrive() -> None:
+    """A chunked request and a chunked response (no Content-Length) are cut at the limit."""
+    from functions.api.buffered_host import BodyLimits, BufferedHostLimits
+
+    chunks_read: list[int] = []
+    chunks_sent = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal chunks_sent
+        if scope["path"] == "/upload":
+            from functions.errors import GatewayError
+
+            try:
+                while True:
+                    message = await receive()
+                    chunks_read.append(len(message.get("body", b"")))
+                    if not message.get("more_body"):
+                        break
+            except GatewayError as exc:
+                await send({"type": "http.response.start", "status": exc.status, "headers": []})
+                await send({"type": "http.response.body", "body": exc.code.encode()})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(10):  # 10 x 40 bytes, chunked: the wrapper stops it at the 3rd
+            chunks_sent += 1
+            await send({"type": "http.response.body", "body": b"y" * 40, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    wrapped = BufferedHostLimits(app, BodyLimits(request_bytes=100, response_bytes=100))
+
+    async def run(path: str) -> list[dict[str, Any]]:
+        incoming = [{"type": "http.request", "body": b"z" * 60, "more_body": True}] * 3
+        out: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            out.append(message)
+
+        await wrapped({"type": "http", "path": path, "headers": []}, receive, send)
+        return out
+
+    upload = await run("/upload")
+    assert upload[0]["status"] == 413 and upload[1]["body"] == b"request_too_large"
+    assert chunks_read == [60]  # the second chunk (past 100 bytes) never reached the app
+    download = await run("/download")
+    assert [m["type"] for m in download] == ["http.response.start", "http.response.body"]
+    assert download[0]["status"] == 502
+    assert json.loads(download[1]["body"])["code"] == "upstream_response_too_large"
+    assert chunks_sent == 3  # the app was stopped at the first chunk past the limit
