@@ -218,7 +218,10 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS_URL}/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            # No validator badge (it would send the document's URL to swagger.io), and
+            # the token typed into Authorize is not persisted (Swagger UI would keep it
+            # in localStorage).
+            swagger_ui_parameters={"validatorUrl": None, "displayRequestDuration": True},
         )
 
     app.add_route(DOCS_URL, docs, include_in_schema=False)

@@ -52,6 +52,10 @@ def test_docs_page_and_assets_are_served_by_the_gateway(gateway: GatewayUnderTes
         urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
         assert urls and all(u.startswith("/api/") for u in urls), urls
         assert "http://" not in page.text and "https://" not in page.text
+        # Swagger UI's defaults would call swagger.io's validator from the browser and
+        # keep the bearer token in localStorage: both off.
+        assert '"validatorUrl": null' in page.text
+        assert "persistAuthorization" not in page.text
         for asset, media in (
             ("swagger-ui-bundle.js", "javascript"),
             ("swagger-ui.css", "text/css"),

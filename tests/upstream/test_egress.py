@@ -243,9 +243,15 @@ def listener() -> Iterator[RawServer]:
 
 
 def data_plane_call(
-    policy: EgressPolicy, url: str, resolver: TableResolver | None = None, times: int = 1
+    policy: EgressPolicy,
+    url: str,
+    resolver: TableResolver | None = None,
+    times: int = 1,
+    connects: list[tuple[str, int]] | None = None,
 ) -> tuple[list[int], list[tuple[str, int]]]:
-    connects: list[tuple[str, int]] = []
+    """`connects` records every socket the client created (the socket guard sees them
+    before any connect), so a refused call can show that nothing was even attempted."""
+    connects = [] if connects is None else connects
 
     async def run() -> list[int]:
         statuses = []
@@ -280,10 +286,16 @@ def test_a_name_resolving_to_a_denied_address_is_refused_before_connecting(
     listener: RawServer, addresses: list[str]
 ) -> None:
     resolver = TableResolver({"upstream.test": addresses})
+    sockets: list[tuple[str, int]] = []
     with pytest.raises(EgressDeniedError) as refused:
-        data_plane_call(EgressPolicy(), f"http://upstream.test:{listener.port}/", resolver)
+        data_plane_call(
+            EgressPolicy(), f"http://upstream.test:{listener.port}/", resolver, connects=sockets
+        )
     assert refused.value.code == "egress_denied"
     assert resolver.lookups == ["upstream.test"]
+    # No socket was made for any address of the answer, the public one included: the
+    # whole answer is refused before a connect is attempted.
+    assert sockets == []
     assert listener.connections == 0
 
 
