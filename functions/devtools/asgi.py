@@ -3,7 +3,9 @@ the lifespan handshake, reading a request body, streaming a large response."""
 
 from __future__ import annotations
 
-from starlette.types import Receive, Send
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 _CHUNK = b"x" * 65536
 
@@ -46,3 +48,17 @@ async def stream_bytes(send: Send, total: int) -> None:
         piece = _CHUNK[: min(len(_CHUNK), total - sent)]
         sent += len(piece)
         await send({"type": "http.response.body", "body": piece, "more_body": sent < total})
+
+
+def request_report(scope: Scope, body: bytes) -> dict[str, Any]:
+    """What an echo upstream answers: the request as it arrived (raw path and query,
+    headers in order, body as text), shared by the dev echo and the tests' echo."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    return {
+        "method": scope["method"],
+        "path": raw_path.decode("latin-1"),
+        "query": scope.get("query_string", b"").decode("latin-1"),
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "body": body.decode("utf-8", errors="replace"),
+    }
+

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from functions.devtools.asgi import read_body, serve_lifespan
+from functions.devtools.asgi import read_body, request_report, serve_lifespan
 from functions.devtools.processes import free_port
 
 
@@ -25,16 +25,11 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         await serve_lifespan(receive, send)
         return
     body = await read_body(receive)
-    raw_path = scope.get("raw_path") or scope["path"].encode()
     host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
     report = {
-        "method": scope["method"],
         "scheme": scope.get("scheme", "http"),
         "host": host,
-        "path": raw_path.decode("latin-1"),
-        "query": scope.get("query_string", b"").decode("latin-1"),
-        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-        "body": body.decode("utf-8", errors="replace"),
+        **request_report(scope, body),
     }
     payload = json.dumps(report, indent=2).encode()
     await send(

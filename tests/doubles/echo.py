@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from functions.devtools.asgi import read_body, serve_lifespan, stream_bytes
+from functions.devtools.asgi import read_body, request_report, serve_lifespan, stream_bytes
 
 
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,11 +55,7 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         ]
 
     report: dict[str, Any] = {
-        "method": scope["method"],
-        "path": path,
-        "query": scope.get("query_string", b"").decode("latin-1"),
-        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-        "body": body.decode("utf-8", errors="replace"),
+        **request_report(scope, body),
         "bodyBase64": base64.b64encode(body).decode(),
     }
     payload = json.dumps(report).encode()
